@@ -1,0 +1,1 @@
+//! The embedded CRM: persons, users, roles, the company plan, visibility, and the vCard ↔ person mapping.

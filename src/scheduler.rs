@@ -1,0 +1,1 @@
+//! The scheduler: runs each connection on its interval and on demand.

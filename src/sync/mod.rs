@@ -1,0 +1,1 @@
+//! The sync engine: `reconcile` (pure) plans, `execute` applies the plan through a provider and the store.
