@@ -1,1 +1,6 @@
-//! The embedded CRM: persons, users, roles, the company plan, visibility, and the vCard ↔ person mapping.
+//! The embedded CRM: persons, users, roles, the company plan, visibility, and the
+//! vCard ↔ person mapping.
+
+pub mod person;
+
+pub use person::{Address, LabeledValue, Person, PersonId, RoleId, UserId, Visibility};

@@ -1,1 +1,208 @@
-//! The `Provider` trait and one module per protocol: CardDAV, Google People, Microsoft Graph, EWS.
+//! The [`Provider`] trait, which every external address book implements, and one module per
+//! protocol (CardDAV, Google People, Microsoft Graph, EWS).
+//!
+//! A provider speaks its protocol and maps its items to and from **normalized vCard 4**
+//! ([`crate::vcard::VCard`]); from there on the sync engine treats every provider alike.
+//! Provider-specific recovery (an expired sync token, a truncated `sync-collection`, a Graph
+//! `resyncRequired`) happens inside the provider: the engine only sees pages of changes, and
+//! a page that is part of a *full listing* when the provider had to start over.
+//!
+//! Architecture invariant: a provider never touches the store or the CRM; the engine persists
+//! the cursor it returns, in the same atomic step as the items the page covers.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::vcard::VCard;
+
+/// Which protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Any CardDAV server (RFC 6352).
+    Carddav,
+    /// iCloud, over CardDAV with its profile.
+    Icloud,
+    /// Google People API.
+    Google,
+    /// Microsoft Graph (Outlook.com, Office 365).
+    Graph,
+    /// Exchange Web Services (on-premises Exchange).
+    Ews,
+}
+
+/// What a sync group is called at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncGroupKind {
+    /// A whole address book (CardDAV collection).
+    AddressBook,
+    /// A group of contacts inside an address book (iCloud group card, Google contact group).
+    Group,
+    /// A contact folder (Graph, EWS).
+    Folder,
+}
+
+/// A sync group the user can choose for a connection.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncGroup {
+    /// Provider-specific identifier (collection URL, group resource name, folder id).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// What kind of group this is.
+    pub kind: SyncGroupKind,
+    /// False when the account may only read this group (two-way sync is then refused).
+    pub writable: bool,
+}
+
+/// One item as the provider holds it, already mapped to normalized vCard 4.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteItem {
+    /// Provider-specific item id (CardDAV href, People resource name, Graph/EWS item id).
+    pub id: String,
+    /// The version tag (ETag, People etag, Graph `@odata.etag`/changeKey, EWS ChangeKey).
+    pub etag: Option<String>,
+    /// The card, normalized to vCard 4.
+    pub card: VCard,
+}
+
+/// One change reported by a pull.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteChange {
+    /// Created or changed remotely (the engine tells which from its stored state).
+    Upsert(RemoteItem),
+    /// Deleted remotely (or left the sync group).
+    Delete {
+        /// The item id.
+        id: String,
+    },
+    /// The item exists but could not be read; it is reported and skipped, never deleted.
+    Invalid {
+        /// The item id.
+        id: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+}
+
+/// Whether a pull is incremental or a full listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullKind {
+    /// Only changes since the cursor.
+    Incremental,
+    /// Every item in the group. When the last page of a full listing has been seen, every
+    /// stored item the listing did not mention was deleted remotely. The engine must not
+    /// conclude deletions from a listing it did not see to the end.
+    FullListing,
+}
+
+/// One page of a pull.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The changes this page carries.
+    pub changes: Vec<RemoteChange>,
+    /// Incremental or full listing.
+    pub kind: PullKind,
+    /// The opaque cursor to pass to the next [`Provider::pull`]. When `complete`, it is the
+    /// cursor for the next sync run; otherwise it resumes this run.
+    pub cursor: Option<String>,
+    /// True on the last page of this pull.
+    pub complete: bool,
+}
+
+/// The result of a write: what the provider now holds, so the engine does not mistake its
+/// own write for a remote change next time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The item id (for a create: where the provider put it, e.g. from `Location`).
+    pub id: String,
+    /// The new version tag.
+    pub etag: Option<String>,
+    /// The card as the provider stores it (read back when the provider rewrote it).
+    pub card: VCard,
+}
+
+/// Why a provider call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The item changed remotely since `etag` (412, stale etag, ChangeKey conflict).
+    #[error("conflict: the item changed at the provider")]
+    Conflict,
+    /// The item does not exist (any more).
+    #[error("item not found at the provider")]
+    NotFound,
+    /// The server refused the credentials (401). Not retried.
+    #[error("credentials rejected by the provider")]
+    CredentialsRejected,
+    /// The OAuth grant was revoked or expired (`invalid_grant`); a user must re-authorize.
+    #[error("needs re-authorization: {0}")]
+    NeedsReauthorization(String),
+    /// Still throttled after the bounded retries.
+    #[error("throttled by the provider (retry after {retry_after:?})")]
+    Throttled {
+        /// When the provider said to come back.
+        retry_after: Option<Duration>,
+    },
+    /// The provider refused the request (4xx other than the above).
+    #[error("provider refused the request ({status}): {message}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The provider's explanation.
+        message: String,
+    },
+    /// The provider failed (5xx) after the bounded retries.
+    #[error("provider failed ({status}): {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The provider's explanation.
+        message: String,
+    },
+    /// Network failure (timeout, dropped connection, TLS) after the bounded retries.
+    #[error("transport failed: {0}")]
+    Transport(String),
+    /// The provider answered something we cannot read.
+    #[error("malformed response from the provider: {0}")]
+    Protocol(String),
+    /// The operation is not possible with this provider or group (e.g. a read-only book).
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+impl ProviderError {
+    /// True when retrying the same run later may succeed without a human.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Throttled { .. } | ProviderError::Server { .. } | ProviderError::Transport(_)
+        )
+    }
+}
+
+/// One external address book, bound to its account and credentials.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The protocol.
+    fn kind(&self) -> ProviderKind;
+    /// The groups the account offers.
+    async fn sync_groups(&self) -> Result<Vec<SyncGroup>, ProviderError>;
+    /// The next page of changes in `group` since `cursor` (`None`: start with a full listing).
+    async fn pull(&self, group: &str, cursor: Option<&str>) -> Result<Page, ProviderError>;
+    /// One item, freshly read (used to re-merge after a conflict).
+    async fn fetch(&self, group: &str, id: &str) -> Result<Option<RemoteItem>, ProviderError>;
+    /// Creates an item in `group`; `crm_id` is recorded at the provider where it can hold one.
+    async fn create(&self, group: &str, card: &VCard, crm_id: &str) -> Result<Written, ProviderError>;
+    /// Replaces an item if its version is still `etag`; [`ProviderError::Conflict`] otherwise.
+    async fn update(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        card: &VCard,
+    ) -> Result<Written, ProviderError>;
+    /// Deletes an item if its version is still `etag`.
+    async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError>;
+}

@@ -1,0 +1,106 @@
+//! The CRM person, shaped like Pipedrive's person so that a Pipedrive adapter can follow.
+//!
+//! This is the data model only; storage lives in the repository module and the
+//! vCard ↔ person mapping in `mapping`.
+
+use serde::{Deserialize, Serialize};
+
+/// A CRM user id.
+pub type UserId = u64;
+/// A CRM person id.
+pub type PersonId = u64;
+/// A role id.
+pub type RoleId = u64;
+
+/// One email address or phone number of a person.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LabeledValue {
+    /// The address or number as entered.
+    pub value: String,
+    /// `work`, `home`, `mobile`, `other`, or a custom label.
+    pub label: String,
+    /// The preferred one of its kind.
+    pub primary: bool,
+}
+
+/// A postal address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Address {
+    /// `work`, `home`, `other`, or a custom label.
+    pub label: String,
+    /// Post office box.
+    pub po_box: String,
+    /// Extended address (apartment, suite).
+    pub extended: String,
+    /// Street address.
+    pub street: String,
+    /// City.
+    pub locality: String,
+    /// State or province.
+    pub region: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// Country.
+    pub country: String,
+    /// The preferred address.
+    pub primary: bool,
+}
+
+/// Who may view and edit a person (the help article's "visible to" setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Silver, Gold: the owner and the person's followers.
+    OwnerFollowers,
+    /// Platinum: the owner only.
+    OwnerOnly,
+    /// Platinum: users whose role is the owner's role.
+    OwnersRole,
+    /// Platinum: users whose role is the owner's role or a role below it.
+    OwnersRoleAndBelow,
+    /// Every plan: every user.
+    EntireCompany,
+}
+
+/// A CRM person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// The id, assigned by the repository.
+    pub id: PersonId,
+    /// Full display name.
+    pub name: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Email addresses.
+    pub emails: Vec<LabeledValue>,
+    /// Phone numbers.
+    pub phones: Vec<LabeledValue>,
+    /// Organization.
+    pub org_name: String,
+    /// Job title.
+    pub job_title: String,
+    /// Postal addresses.
+    pub addresses: Vec<Address>,
+    /// Birthday as ISO 8601 `YYYY-MM-DD`, or `--MM-DD` without a year.
+    pub birthday: Option<String>,
+    /// Free-text notes.
+    pub notes: String,
+    /// Web addresses.
+    pub urls: Vec<String>,
+    /// Labels (vCard CATEGORIES).
+    pub labels: Vec<String>,
+    /// The owning user.
+    pub owner_id: UserId,
+    /// Users following this person.
+    pub followers: Vec<UserId>,
+    /// Who may see and edit the person.
+    pub visible_to: Visibility,
+    /// Creation time, RFC 3339 UTC.
+    pub add_time: String,
+    /// Last update time, RFC 3339 UTC.
+    pub update_time: String,
+    /// Bumped by every write; used for optimistic concurrency and ETags.
+    pub version: u64,
+}
