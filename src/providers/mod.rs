@@ -16,6 +16,8 @@ use async_trait::async_trait;
 
 use crate::vcard::VCard;
 
+pub mod http;
+
 /// Which protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -177,7 +179,9 @@ impl ProviderError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ProviderError::Throttled { .. } | ProviderError::Server { .. } | ProviderError::Transport(_)
+            ProviderError::Throttled { .. }
+                | ProviderError::Server { .. }
+                | ProviderError::Transport(_)
         )
     }
 }
@@ -194,7 +198,12 @@ pub trait Provider: Send + Sync {
     /// One item, freshly read (used to re-merge after a conflict).
     async fn fetch(&self, group: &str, id: &str) -> Result<Option<RemoteItem>, ProviderError>;
     /// Creates an item in `group`; `crm_id` is recorded at the provider where it can hold one.
-    async fn create(&self, group: &str, card: &VCard, crm_id: &str) -> Result<Written, ProviderError>;
+    async fn create(
+        &self,
+        group: &str,
+        card: &VCard,
+        crm_id: &str,
+    ) -> Result<Written, ProviderError>;
     /// Replaces an item if its version is still `etag`; [`ProviderError::Conflict`] otherwise.
     async fn update(
         &self,

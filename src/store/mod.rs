@@ -66,18 +66,39 @@ impl Batch {
         Self::default()
     }
     /// Adds a put.
-    pub fn put(&mut self, space: Space, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
-        self.writes.push(Write::Put { space, key: key.into(), value: value.into() });
+    pub fn put(
+        &mut self,
+        space: Space,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.writes.push(Write::Put {
+            space,
+            key: key.into(),
+            value: value.into(),
+        });
         self
     }
     /// Adds a delete.
     pub fn delete(&mut self, space: Space, key: impl Into<Vec<u8>>) -> &mut Self {
-        self.writes.push(Write::Delete { space, key: key.into() });
+        self.writes.push(Write::Delete {
+            space,
+            key: key.into(),
+        });
         self
     }
     /// Adds a guard.
-    pub fn expect(&mut self, space: Space, key: impl Into<Vec<u8>>, expected: Option<Vec<u8>>) -> &mut Self {
-        self.expects.push(Expect { space, key: key.into(), expected });
+    pub fn expect(
+        &mut self,
+        space: Space,
+        key: impl Into<Vec<u8>>,
+        expected: Option<Vec<u8>>,
+    ) -> &mut Self {
+        self.expects.push(Expect {
+            space,
+            key: key.into(),
+            expected,
+        });
         self
     }
     /// True when the batch writes nothing.
