@@ -1,5 +1,7 @@
 //! The DAV layer shared by the CardDAV client and server: one XML layer, one file per operation with both halves. Pure: no tokio, no I/O.
 
 pub mod error;
+pub mod multistatus;
 pub mod names;
+pub mod prop;
 pub mod xml;
