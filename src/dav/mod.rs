@@ -4,4 +4,6 @@ pub mod error;
 pub mod multistatus;
 pub mod names;
 pub mod prop;
+pub mod propfind;
+pub mod sync_collection;
 pub mod xml;

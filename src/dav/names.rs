@@ -305,6 +305,14 @@ pub const HEADER_IF_NONE_MATCH: &str = "If-None-Match";
 pub const HEADER_LOCATION: &str = "Location";
 /// RFC 7240 §2 `Prefer` header (`return=minimal`, used by Apple clients).
 pub const HEADER_PREFER: &str = "Prefer";
+/// RFC 4918 §9.1 method `PROPFIND`.
+pub const METHOD_PROPFIND: &str = "PROPFIND";
+/// RFC 4918 §9.2 method `PROPPATCH`.
+pub const METHOD_PROPPATCH: &str = "PROPPATCH";
+/// RFC 4918 §9.3 / RFC 5689 §3 method `MKCOL`.
+pub const METHOD_MKCOL: &str = "MKCOL";
+/// RFC 3253 §3.6 method `REPORT` (used by RFC 6578 and RFC 6352).
+pub const METHOD_REPORT: &str = "REPORT";
 /// RFC 4918 §10.2 `Depth: 0`.
 pub const DEPTH_ZERO: &str = "0";
 /// RFC 4918 §10.2 `Depth: 1`.
