@@ -1,6 +1,8 @@
 //! The DAV layer shared by the CardDAV client and server: one XML layer, one file per operation with both halves. Pure: no tokio, no I/O.
 
+pub mod address_data;
 pub mod error;
+pub mod multiget;
 pub mod multistatus;
 pub mod names;
 pub mod prop;
