@@ -7,5 +7,6 @@ pub mod multistatus;
 pub mod names;
 pub mod prop;
 pub mod propfind;
+pub mod query;
 pub mod sync_collection;
 pub mod xml;
