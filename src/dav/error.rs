@@ -34,7 +34,7 @@ pub enum Precondition {
     /// RFC 6352 §8.7 `CARDDAV:supported-address-data-conversion`.
     SupportedAddressDataConversion,
     /// Any other condition element, kept as sent.
-    Other(Element),
+    Other(Box<Element>),
 }
 
 impl Precondition {
@@ -60,7 +60,7 @@ impl Precondition {
     /// The element to put inside `<d:error>`.
     pub fn to_element(&self) -> Element {
         match self {
-            Self::Other(el) => el.clone(),
+            Self::Other(el) => (**el).clone(),
             Self::NoUidConflict(Some(href)) => Element::new(&names::NO_UID_CONFLICT)
                 .with_child(Element::new(&names::HREF).with_text(href.clone())),
             other => Element::new(&other.name()),
@@ -101,7 +101,7 @@ impl Precondition {
                 return pre;
             }
         }
-        Self::Other(el.clone())
+        Self::Other(Box::new(el.clone()))
     }
 }
 
