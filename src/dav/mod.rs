@@ -1,6 +1,7 @@
 //! The DAV layer shared by the CardDAV client and server: one XML layer, one file per operation with both halves. Pure: no tokio, no I/O.
 
 pub mod address_data;
+pub mod discovery;
 pub mod error;
 pub mod multiget;
 pub mod multistatus;
