@@ -227,8 +227,8 @@ fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
     out
 }
 
-/// Keeps only the requested properties (RFC 6352 §10.4.2), plus what a vCard cannot go without
-/// (`BEGIN`, `END`, `VERSION`, and `UID`, `FN`/`N` which RFC 6352 §5.1 and RFC 6350 require).
+/// Keeps only the requested properties (RFC 6352 §10.4.2), plus the frame a vCard cannot go without
+/// (`BEGIN`, `END`, `VERSION`); `UID`/`FN` are kept only when requested.
 /// `novalue` properties keep their name and parameters with an empty value. Lines end in CRLF.
 pub fn select_properties(vcard: &str, props: &[CardPropRequest]) -> String {
     const ALWAYS: [&str; 3] = ["BEGIN", "END", "VERSION"];
