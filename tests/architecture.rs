@@ -15,7 +15,9 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 /// The layers that must stay pure, and what they must not name outside their tests.
 const PURE: &[&str] = &["src/vcard", "src/dav"];
-const FORBIDDEN: &[&str] = &["tokio", "reqwest", "axum", "hyper::", "std::net", "std::fs", "sled"];
+const FORBIDDEN: &[&str] = &[
+    "tokio", "reqwest", "axum", "hyper::", "std::net", "std::fs", "sled",
+];
 
 #[test]
 fn vcard_and_dav_never_import_io() {
@@ -41,7 +43,11 @@ fn vcard_and_dav_never_import_io() {
             }
         }
     }
-    assert!(violations.is_empty(), "pure layers import I/O:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "pure layers import I/O:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
