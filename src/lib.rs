@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
+pub mod cli;
 pub mod crm;
 pub mod dav;
 pub mod providers;

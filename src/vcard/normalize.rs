@@ -1,0 +1,540 @@
+//! Normalizing: maps a card read from vCard 2.1, 3.0 or 4.0 to vCard 4 (RFC 6350) semantics, the
+//! way sabre/vobject's `VCardConverter` and the major servers do. Idempotent. The resulting shape
+//! is documented in the module doc of [`crate::vcard`].
+
+use super::dates::parse_date_text;
+use super::names::{
+    ABLABEL_ANNIVERSARY, APPLE_OMIT_YEAR, BINARY_PROPS, GEO_URI_SCHEME, LEGACY_TYPE_WORDS,
+    PARAM_X_APPLE_OMIT_YEAR, PROP_LABEL, PROP_X_ABDATE, PROP_X_ABLABEL,
+    PROP_X_ADDRESSBOOKSERVER_KIND, PROP_X_ADDRESSBOOKSERVER_MEMBER, PROP_X_ANNIVERSARY,
+    TYPE_INTERNET, TYPE_PREF,
+};
+use calcard::common::{Data, IanaParse};
+use calcard::vcard::{
+    VCard, VCardEntry, VCardKind, VCardParameter, VCardParameterName, VCardParameterValue,
+    VCardProperty, VCardType, VCardValue, VCardValueType,
+};
+
+/// Normalizes one card to vCard 4 semantics. See the module doc of [`crate::vcard`] for the shape.
+pub fn normalize(card: &VCard) -> VCard {
+    let mut entries: Vec<VCardEntry> = card
+        .entries
+        .iter()
+        .filter(|e| {
+            !matches!(
+                e.name,
+                VCardProperty::Version | VCardProperty::Begin | VCardProperty::End
+            )
+        })
+        .cloned()
+        .collect();
+
+    convert_apple_anniversaries(&mut entries);
+    for entry in &mut entries {
+        normalize_entry(entry);
+    }
+    dedupe_anniversary(&mut entries);
+    attach_labels(&mut entries);
+    ensure_fn(&mut entries);
+
+    let mut out = Vec::with_capacity(entries.len() + 1);
+    out.push(VCardEntry {
+        group: None,
+        name: VCardProperty::Version,
+        params: Vec::new(),
+        values: vec![VCardValue::Text("4.0".into())],
+    });
+    out.extend(entries);
+    VCard { entries: out }
+}
+
+fn other_name_is(entry: &VCardEntry, name: &str) -> bool {
+    matches!(&entry.name, VCardProperty::Other(n) if n.eq_ignore_ascii_case(name))
+}
+
+/// `item2.X-ABDATE` with `item2.X-ABLabel:_$!<Anniversary>!$_` → `ANNIVERSARY` (label dropped).
+fn convert_apple_anniversaries(entries: &mut Vec<VCardEntry>) {
+    let groups: Vec<String> = entries
+        .iter()
+        .filter(|e| {
+            other_name_is(e, PROP_X_ABLABEL)
+                && e.values
+                    .first()
+                    .and_then(|v| v.as_text())
+                    .is_some_and(|t| t.eq_ignore_ascii_case(ABLABEL_ANNIVERSARY))
+        })
+        .filter_map(|e| e.group.clone())
+        .collect();
+    if groups.is_empty() {
+        return;
+    }
+    let mut converted = Vec::new();
+    for entry in entries.iter_mut() {
+        if let Some(group) = &entry.group {
+            if other_name_is(entry, PROP_X_ABDATE)
+                && groups.iter().any(|g| g.eq_ignore_ascii_case(group))
+            {
+                converted.push(group.clone());
+                entry.name = VCardProperty::Anniversary;
+                entry.group = None;
+            }
+        }
+    }
+    entries.retain(|e| {
+        !(other_name_is(e, PROP_X_ABLABEL)
+            && e.group
+                .as_ref()
+                .is_some_and(|g| converted.iter().any(|c| c.eq_ignore_ascii_case(g))))
+    });
+}
+
+fn normalize_entry(entry: &mut VCardEntry) {
+    // Property renames.
+    if other_name_is(entry, PROP_X_ADDRESSBOOKSERVER_KIND) {
+        entry.name = VCardProperty::Kind;
+    } else if other_name_is(entry, PROP_X_ADDRESSBOOKSERVER_MEMBER) {
+        entry.name = VCardProperty::Member;
+    } else if other_name_is(entry, PROP_X_ANNIVERSARY) {
+        entry.name = VCardProperty::Anniversary;
+    }
+
+    // Values.
+    for value in &mut entry.values {
+        if let VCardValue::Text(text) = value {
+            if text.contains('\r') {
+                *text = text.replace("\r\n", "\n").replace('\r', "\n");
+            }
+        }
+    }
+    match entry.name {
+        VCardProperty::Kind => {
+            for value in &mut entry.values {
+                if let VCardValue::Text(text) = value {
+                    if let Some(kind) = VCardKind::parse(text.trim().as_bytes()) {
+                        *value = VCardValue::Kind(kind);
+                    }
+                }
+            }
+        }
+        VCardProperty::Bday | VCardProperty::Anniversary | VCardProperty::Deathdate => {
+            for value in &mut entry.values {
+                if let VCardValue::Text(text) = value {
+                    if let Some(dt) = parse_date_text(text) {
+                        *value = VCardValue::PartialDateTime(dt);
+                    }
+                }
+            }
+            let omit = entry.params.iter().find_map(|p| match (&p.name, &p.value) {
+                (VCardParameterName::Other(n), v)
+                    if n.eq_ignore_ascii_case(PARAM_X_APPLE_OMIT_YEAR) =>
+                {
+                    Some(match v {
+                        VCardParameterValue::Text(t) => {
+                            t.trim().parse::<u16>().unwrap_or(APPLE_OMIT_YEAR)
+                        }
+                        VCardParameterValue::Integer(i) => {
+                            u16::try_from(*i).unwrap_or(APPLE_OMIT_YEAR)
+                        }
+                        _ => APPLE_OMIT_YEAR,
+                    })
+                }
+                _ => None,
+            });
+            if let Some(year) = omit {
+                for value in &mut entry.values {
+                    if let VCardValue::PartialDateTime(dt) = value {
+                        if dt.year == Some(year) {
+                            dt.year = None;
+                        }
+                    }
+                }
+                entry.params.retain(|p| !matches!(&p.name, VCardParameterName::Other(n) if n.eq_ignore_ascii_case(PARAM_X_APPLE_OMIT_YEAR)));
+            }
+        }
+        VCardProperty::Geo => {
+            for value in &mut entry.values {
+                if let VCardValue::Text(text) = value {
+                    if let Some((lat, lon)) = text.split_once(';') {
+                        let (lat, lon) = (lat.trim(), lon.trim());
+                        if lat.parse::<f64>().is_ok() && lon.parse::<f64>().is_ok() {
+                            *text = format!("{GEO_URI_SCHEME}{lat},{lon}");
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+
+    let is_binary_prop = BINARY_PROPS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(entry.name.as_str()));
+    let has_binary = entry
+        .values
+        .iter()
+        .any(|v| matches!(v, VCardValue::Binary(_)));
+
+    // Parameters: TYPE first, then PREF, then the rest in their order.
+    let is_email = entry.name == VCardProperty::Email;
+    let mut types: Vec<VCardParameterValue> = Vec::new();
+    let mut pref: Option<u32> = None;
+    let mut want_pref = false;
+    let mut media_hint: Option<String> = None;
+    let mut rest: Vec<VCardParameter> = Vec::new();
+    let default_type = default_value_type(&entry.name);
+    let first_value_is_date = matches!(entry.values.first(), Some(VCardValue::PartialDateTime(_)));
+
+    for param in std::mem::take(&mut entry.params) {
+        match (&param.name, param.value) {
+            (VCardParameterName::Type, VCardParameterValue::Text(text)) => {
+                if is_binary_prop
+                    && !text.contains(',')
+                    && VCardType::parse(text.as_bytes()).is_none()
+                {
+                    if !text.eq_ignore_ascii_case(TYPE_PREF) {
+                        media_hint.get_or_insert(text);
+                        continue;
+                    }
+                }
+                for word in text.split(',') {
+                    push_type_word(word, is_email, &mut types, &mut want_pref);
+                }
+            }
+            (VCardParameterName::Type, VCardParameterValue::Null) => {}
+            (VCardParameterName::Type, value) => {
+                if !types.contains(&value) {
+                    types.push(value);
+                }
+            }
+            (VCardParameterName::Pref, VCardParameterValue::Integer(i)) => {
+                let i = i.clamp(1, 100);
+                pref = Some(pref.map_or(i, |p| p.min(i)));
+            }
+            (VCardParameterName::Pref, VCardParameterValue::Text(t)) => {
+                if let Ok(i) = t.trim().parse::<u32>() {
+                    let i = i.clamp(1, 100);
+                    pref = Some(pref.map_or(i, |p| p.min(i)));
+                }
+            }
+            (VCardParameterName::Pref, _) => want_pref = true,
+            (VCardParameterName::Other(name), VCardParameterValue::Null)
+                if is_legacy_type_word(name) =>
+            {
+                push_type_word(name, is_email, &mut types, &mut want_pref);
+            }
+            (VCardParameterName::Other(name), VCardParameterValue::Null)
+                if name.eq_ignore_ascii_case("8BIT") || name.eq_ignore_ascii_case("7BIT") => {}
+            (VCardParameterName::Value, VCardParameterValue::ValueType(vt)) => {
+                let redundant = vt == default_type
+                    || has_binary
+                    || (first_value_is_date
+                        && matches!(vt, VCardValueType::Date | VCardValueType::DateTime)
+                        && default_type == VCardValueType::DateAndOrTime);
+                if !redundant {
+                    rest.push(VCardParameter::new(VCardParameterName::Value, vt));
+                }
+            }
+            (VCardParameterName::Value, VCardParameterValue::Text(t))
+                if t.eq_ignore_ascii_case("binary") || t.eq_ignore_ascii_case("b") => {}
+            (VCardParameterName::Mediatype, VCardParameterValue::Text(t)) => {
+                if has_binary {
+                    media_hint.get_or_insert(t);
+                } else {
+                    rest.push(VCardParameter::new(
+                        VCardParameterName::Mediatype,
+                        VCardParameterValue::Text(t.to_ascii_lowercase()),
+                    ));
+                }
+            }
+            (name, value) => rest.push(VCardParameter {
+                name: name.clone(),
+                value,
+            }),
+        }
+    }
+    if want_pref && pref.is_none() {
+        pref = Some(1);
+    }
+
+    // Binary values become data: URIs with a media type; a legacy TYPE=JPEG on a URI becomes MEDIATYPE.
+    if is_binary_prop {
+        for value in &mut entry.values {
+            if let VCardValue::Binary(data) = value {
+                if data.content_type.as_deref().is_none_or(str::is_empty) {
+                    data.content_type = Some(guess_media_type(
+                        entry.name.as_str(),
+                        media_hint.as_deref(),
+                        data,
+                    ));
+                }
+            }
+        }
+        if !has_binary {
+            if let Some(hint) = &media_hint {
+                if let Some(mt) = legacy_media_type(entry.name.as_str(), hint) {
+                    if !rest.iter().any(|p| p.name == VCardParameterName::Mediatype) {
+                        rest.push(VCardParameter::new(
+                            VCardParameterName::Mediatype,
+                            VCardParameterValue::Text(mt),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    let mut params: Vec<VCardParameter> = types
+        .into_iter()
+        .map(|v| VCardParameter::new(VCardParameterName::Type, v))
+        .collect();
+    if let Some(p) = pref {
+        params.push(VCardParameter::new(VCardParameterName::Pref, p));
+    }
+    params.extend(rest);
+    entry.params = params;
+}
+
+fn is_legacy_type_word(name: &str) -> bool {
+    VCardType::parse(name.as_bytes()).is_some()
+        || LEGACY_TYPE_WORDS
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(name))
+}
+
+fn push_type_word(
+    word: &str,
+    is_email: bool,
+    types: &mut Vec<VCardParameterValue>,
+    want_pref: &mut bool,
+) {
+    let word = word.trim();
+    if word.is_empty() {
+        return;
+    }
+    if word.eq_ignore_ascii_case(TYPE_PREF) {
+        *want_pref = true;
+        return;
+    }
+    if is_email && word.eq_ignore_ascii_case(TYPE_INTERNET) {
+        return;
+    }
+    let value = match VCardType::parse(word.as_bytes()) {
+        Some(t) => VCardParameterValue::Type(t),
+        None => VCardParameterValue::Text(word.to_ascii_lowercase()),
+    };
+    if !types.contains(&value) {
+        types.push(value);
+    }
+}
+
+/// The RFC 6350 default value type of a property (§6), used to drop redundant `VALUE=`.
+pub(crate) fn default_value_type(name: &VCardProperty) -> VCardValueType {
+    match name {
+        VCardProperty::Source
+        | VCardProperty::Photo
+        | VCardProperty::Impp
+        | VCardProperty::Geo
+        | VCardProperty::Logo
+        | VCardProperty::Member
+        | VCardProperty::Related
+        | VCardProperty::Sound
+        | VCardProperty::Uid
+        | VCardProperty::Url
+        | VCardProperty::Key
+        | VCardProperty::Fburl
+        | VCardProperty::Caladruri
+        | VCardProperty::Caluri
+        | VCardProperty::OrgDirectory
+        | VCardProperty::ContactUri
+        | VCardProperty::Socialprofile => VCardValueType::Uri,
+        VCardProperty::Bday | VCardProperty::Anniversary | VCardProperty::Deathdate => {
+            VCardValueType::DateAndOrTime
+        }
+        VCardProperty::Rev | VCardProperty::Created => VCardValueType::Timestamp,
+        VCardProperty::Tz => VCardValueType::UtcOffset,
+        VCardProperty::Language => VCardValueType::LanguageTag,
+        _ => VCardValueType::Text,
+    }
+}
+
+/// Media type from a legacy `TYPE=` token (vCard 2.1/3.0: `JPEG`, `PNG`, `PGP`, `image/jpeg`).
+pub(crate) fn legacy_media_type(prop: &str, token: &str) -> Option<String> {
+    let lower = token.trim().to_ascii_lowercase();
+    if lower.is_empty() {
+        return None;
+    }
+    if lower.contains('/') {
+        return Some(lower);
+    }
+    let mapped = match (prop.to_ascii_uppercase().as_str(), lower.as_str()) {
+        ("PHOTO" | "LOGO", "jpg" | "jpeg") => "image/jpeg".to_string(),
+        ("PHOTO" | "LOGO", "tif") => "image/tiff".to_string(),
+        ("PHOTO" | "LOGO", other) => format!("image/{other}"),
+        ("SOUND", "mp3") => "audio/mpeg".to_string(),
+        ("SOUND", "wav" | "wave") => "audio/wav".to_string(),
+        ("SOUND", "aif" | "aiff") => "audio/aiff".to_string(),
+        ("SOUND", other) => format!("audio/{other}"),
+        ("KEY", "pgp" | "gpg") => "application/pgp-keys".to_string(),
+        ("KEY", "x509") => "application/x-x509-user-cert".to_string(),
+        _ => return None,
+    };
+    Some(mapped)
+}
+
+fn guess_media_type(prop: &str, hint: Option<&str>, data: &Data) -> String {
+    if let Some(mt) = hint.and_then(|h| legacy_media_type(prop, h)) {
+        return mt;
+    }
+    let d = &data.data;
+    if d.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg".into()
+    } else if d.starts_with(b"\x89PNG") {
+        "image/png".into()
+    } else if d.starts_with(b"GIF8") {
+        "image/gif".into()
+    } else {
+        "application/octet-stream".into()
+    }
+}
+
+/// Only one ANNIVERSARY (RFC 6350 §6.2.6, cardinality *1): converted duplicates with the same
+/// date are dropped; a converted one with a different date goes back to its X- name.
+fn dedupe_anniversary(entries: &mut Vec<VCardEntry>) {
+    let mut seen: Option<Vec<VCardValue>> = None;
+    let mut drop = Vec::new();
+    for (idx, entry) in entries.iter_mut().enumerate() {
+        if entry.name != VCardProperty::Anniversary {
+            continue;
+        }
+        match &seen {
+            None => seen = Some(entry.values.clone()),
+            Some(values) if *values == entry.values => drop.push(idx),
+            Some(_) => entry.name = VCardProperty::Other(PROP_X_ANNIVERSARY.into()),
+        }
+    }
+    for idx in drop.into_iter().rev() {
+        entries.remove(idx);
+    }
+}
+
+fn type_set(entry: &VCardEntry) -> Vec<&VCardParameterValue> {
+    let mut v: Vec<&VCardParameterValue> = entry
+        .params
+        .iter()
+        .filter(|p| p.name == VCardParameterName::Type)
+        .map(|p| &p.value)
+        .collect();
+    v.sort();
+    v
+}
+
+/// vCard 3.0 `LABEL` (RFC 2426 §3.2.2) becomes the `LABEL=` parameter of the matching ADR
+/// (RFC 6350 §6.3.1): same group, else same TYPE set, else the only ADR without a label.
+fn attach_labels(entries: &mut Vec<VCardEntry>) {
+    let mut idx = 0;
+    while idx < entries.len() {
+        if !other_name_is(&entries[idx], PROP_LABEL) {
+            idx += 1;
+            continue;
+        }
+        let label = &entries[idx];
+        let has_label =
+            |e: &VCardEntry| e.params.iter().any(|p| p.name == VCardParameterName::Label);
+        let is_free_adr = |e: &VCardEntry| e.name == VCardProperty::Adr && !has_label(e);
+        let target = entries
+            .iter()
+            .position(|e| {
+                is_free_adr(e)
+                    && label.group.is_some()
+                    && e.group.as_deref().map(str::to_ascii_lowercase)
+                        == label.group.as_deref().map(str::to_ascii_lowercase)
+            })
+            .or_else(|| {
+                let want = type_set(label);
+                entries
+                    .iter()
+                    .position(|e| is_free_adr(e) && type_set(e) == want)
+            })
+            .or_else(|| {
+                let free: Vec<usize> = entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| is_free_adr(e))
+                    .map(|(i, _)| i)
+                    .collect();
+                (free.len() == 1).then(|| free[0])
+            });
+        let Some(target) = target else {
+            idx += 1;
+            continue;
+        };
+        let text: String = label
+            .values
+            .iter()
+            .filter_map(|v| v.as_text())
+            .collect::<Vec<_>>()
+            .join(";");
+        entries[target].params.push(VCardParameter::new(
+            VCardParameterName::Label,
+            VCardParameterValue::Text(text),
+        ));
+        entries.remove(idx);
+    }
+}
+
+/// RFC 6350 §6.2.1: FN is required. A card without one gets one made from N, ORG or EMAIL.
+fn ensure_fn(entries: &mut Vec<VCardEntry>) {
+    if entries.iter().any(|e| e.name == VCardProperty::Fn) {
+        return;
+    }
+    let component = |e: &VCardEntry, i: usize| -> String {
+        match e.values.get(i) {
+            Some(VCardValue::Text(t)) => t.clone(),
+            Some(VCardValue::Component(c)) => c.join(" "),
+            _ => String::new(),
+        }
+    };
+    let from_n = entries
+        .iter()
+        .find(|e| e.name == VCardProperty::N)
+        .map(|n| {
+            [3, 1, 2, 0, 4]
+                .iter()
+                .map(|&i| component(n, i))
+                .filter(|s| !s.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|s| !s.is_empty());
+    let from_org = || {
+        entries
+            .iter()
+            .find(|e| e.name == VCardProperty::Org)
+            .map(|o| component(o, 0))
+            .filter(|s| !s.is_empty())
+    };
+    let from_email = || {
+        entries
+            .iter()
+            .find(|e| e.name == VCardProperty::Email)
+            .map(|o| component(o, 0))
+            .filter(|s| !s.is_empty())
+    };
+    let name = from_n
+        .or_else(from_org)
+        .or_else(from_email)
+        .unwrap_or_default();
+    let pos = entries
+        .iter()
+        .position(|e| e.name == VCardProperty::N)
+        .unwrap_or(0);
+    entries.insert(
+        pos,
+        VCardEntry {
+            group: None,
+            name: VCardProperty::Fn,
+            params: Vec::new(),
+            values: vec![VCardValue::Text(name)],
+        },
+    );
+}

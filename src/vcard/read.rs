@@ -1,0 +1,499 @@
+//! Reading: splits input into cards, reports every unreadable card as a [`Diagnostic`] with its
+//! position, and parses the others with calcard, fixing what calcard gets wrong on real exporter
+//! output (RFC 6868 carets, bare `QUOTED-PRINTABLE`, `TYPE="a,b"`, `--MM-DD` dates, small
+//! `ENCODING=b` values that happen to be valid UTF-8, folds inside a UTF-8 sequence, BOM).
+
+use super::names::{BINARY_PROPS, DATE_PROPS, ENC_QUOTED_PRINTABLE, PARAM_ENCODING};
+use calcard::common::Data;
+use calcard::vcard::{VCard, VCardParameterValue, VCardValue};
+use calcard::{Entry, Parser};
+use std::borrow::Cow;
+use std::fmt;
+
+/// What [`read`] found: the readable cards in input order, and one diagnostic per unreadable card.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadOutput {
+    /// Readable cards, in input order.
+    pub cards: Vec<VCard>,
+    /// Unreadable cards (and stray content between cards), in input order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Why one card (or one run of stray lines) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// 1-based position in the input: each `BEGIN:VCARD` and each run of stray lines counts one.
+    pub card_index: usize,
+    /// 1-based line number of the offending line (for an unterminated card, its `BEGIN` line).
+    pub line: usize,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "card {}, line {}: {}",
+            self.card_index, self.line, self.reason
+        )
+    }
+}
+
+/// Reads raw bytes: repairs folds that split a UTF-8 sequence (RFC 6350 §3.2 allows folding at
+/// any octet) before decoding, and decodes anything else that is not UTF-8 lossily.
+pub fn read_bytes(input: &[u8]) -> ReadOutput {
+    match std::str::from_utf8(input) {
+        Ok(text) => read(text),
+        Err(_) => {
+            let joined = join_split_utf8_folds(input);
+            read(&String::from_utf8_lossy(&joined))
+        }
+    }
+}
+
+/// Removes a fold (`CRLF SP`, `LF SP`, or with TAB) when the next octet is a UTF-8 continuation byte.
+fn join_split_utf8_folds(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let fold_len = match (input.get(i), input.get(i + 1), input.get(i + 2)) {
+            (Some(b'\r'), Some(b'\n'), Some(b' ' | b'\t')) => 3,
+            (Some(b'\n'), Some(b' ' | b'\t'), _) => 2,
+            _ => 0,
+        };
+        if fold_len > 0
+            && input
+                .get(i + fold_len)
+                .is_some_and(|b| (0x80..0xC0).contains(b))
+        {
+            i += fold_len;
+            continue;
+        }
+        if let Some(b) = input.get(i) {
+            out.push(*b);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Reads every card in `input` (vCard 2.1, 3.0 or 4.0; CRLF or LF; BOM; several cards).
+/// Never panics: bad content becomes a [`Diagnostic`] and the cards around it are still read.
+pub fn read(input: &str) -> ReadOutput {
+    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
+    let mut out = ReadOutput::default();
+    let mut position = 0usize;
+    let mut card: Option<CardScan> = None;
+    let mut in_stray = false;
+    let mut offset = 0usize;
+
+    for (idx, raw_line) in input.split_inclusive('\n').enumerate() {
+        let line_no = idx + 1;
+        let start = offset;
+        offset += raw_line.len();
+        let line = raw_line.trim_end_matches(['\r', '\n']);
+        match card.as_mut() {
+            None => {
+                if line.trim().is_empty() {
+                    in_stray = false;
+                } else if is_marker(line, "BEGIN") {
+                    position += 1;
+                    card = Some(CardScan::new(position, line_no, start));
+                    in_stray = false;
+                } else if !in_stray {
+                    position += 1;
+                    in_stray = true;
+                    out.diagnostics.push(Diagnostic {
+                        card_index: position,
+                        line: line_no,
+                        reason: "content outside BEGIN:VCARD ... END:VCARD".into(),
+                    });
+                }
+            }
+            Some(scan) => {
+                if line.starts_with([' ', '\t']) {
+                    scan.continuation(line);
+                } else if is_marker(line, "END") {
+                    if let Some(scan) = card.take() {
+                        let text = input.get(scan.start..offset).unwrap_or_default();
+                        scan.finish(text, line_no, &mut out);
+                    }
+                } else if is_marker(line, "BEGIN") {
+                    out.diagnostics.push(Diagnostic {
+                        card_index: scan.index,
+                        line: scan.begin_line,
+                        reason: "BEGIN:VCARD without END:VCARD before the next card".into(),
+                    });
+                    position += 1;
+                    card = Some(CardScan::new(position, line_no, start));
+                } else {
+                    scan.line(line, line_no);
+                }
+            }
+        }
+    }
+    if let Some(scan) = card {
+        out.diagnostics.push(Diagnostic {
+            card_index: scan.index,
+            line: scan.begin_line,
+            reason: "missing END:VCARD".into(),
+        });
+    }
+    out
+}
+
+fn is_marker(line: &str, marker: &str) -> bool {
+    let line = line.trim();
+    line.len() == marker.len() + 6
+        && line
+            .get(..marker.len())
+            .is_some_and(|m| m.eq_ignore_ascii_case(marker))
+        && line
+            .get(marker.len()..)
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(":VCARD"))
+}
+
+/// Line-structure check of one card while it is being scanned.
+struct CardScan {
+    index: usize,
+    begin_line: usize,
+    start: usize,
+    bad: Option<(usize, String)>,
+    /// Line number of the current logical line, and whether its `:` has been seen.
+    current: Option<(usize, bool)>,
+    qp: bool,
+    qp_soft: bool,
+    b64: bool,
+    lines_to_fix: Vec<usize>,
+    binary_ordinal: usize,
+    encoded_binaries: Vec<usize>,
+    properties: usize,
+}
+
+impl CardScan {
+    fn new(index: usize, begin_line: usize, start: usize) -> Self {
+        Self {
+            index,
+            begin_line,
+            start,
+            bad: None,
+            current: None,
+            qp: false,
+            qp_soft: false,
+            b64: false,
+            lines_to_fix: Vec::new(),
+            binary_ordinal: 0,
+            encoded_binaries: Vec::new(),
+            properties: 0,
+        }
+    }
+
+    fn continuation(&mut self, line: &str) {
+        if let Some((_, colon)) = &mut self.current {
+            *colon |= line.contains(':');
+        }
+        if self.qp {
+            self.qp_soft = line.ends_with('=');
+        }
+    }
+
+    fn close_logical_line(&mut self) {
+        if let Some((line_no, false)) = self.current {
+            if self.bad.is_none() {
+                self.bad = Some((line_no, "property line has no ':' before its value".into()));
+            }
+        }
+        self.current = None;
+    }
+
+    fn line(&mut self, line: &str, line_no: usize) {
+        if self.bad.is_some() {
+            return;
+        }
+        if self.qp && self.qp_soft {
+            // vCard 2.1 quoted-printable soft line break: this line continues the value.
+            self.qp_soft = line.ends_with('=');
+            return;
+        }
+        if self.b64 && !line.is_empty() && line.bytes().all(is_base64_byte) {
+            return;
+        }
+        if line.trim().is_empty() {
+            self.b64 = false;
+            return;
+        }
+        self.close_logical_line();
+        if self.bad.is_some() {
+            return;
+        }
+        self.b64 = false;
+        self.qp = false;
+        self.qp_soft = false;
+
+        let head_end = line.find([':', ';']).unwrap_or(line.len());
+        let head = line.get(..head_end).unwrap_or_default();
+        if head.is_empty() {
+            self.bad = Some((line_no, "empty property name".into()));
+            return;
+        }
+        if !head
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            self.bad = Some((line_no, format!("invalid property name {head:?}")));
+            return;
+        }
+        self.properties += 1;
+        let name = head.rsplit('.').next().unwrap_or(head);
+        let colon = find_unquoted_colon(line);
+        self.current = Some((line_no, colon.is_some()));
+        let params = match colon {
+            Some(c) => line.get(head_end..c).unwrap_or_default(),
+            None => line.get(head_end..).unwrap_or_default(),
+        };
+        let value = colon.and_then(|c| line.get(c + 1..)).unwrap_or_default();
+
+        let mut needs_fix = false;
+        let mut encoded_b64 = false;
+        for param in params.split(';').filter(|p| !p.is_empty()) {
+            let (pname, pvalue) = param.split_once('=').unwrap_or((param, ""));
+            if pname.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE) {
+                self.qp = true;
+                needs_fix = true;
+            } else if pname.eq_ignore_ascii_case(PARAM_ENCODING) {
+                if pvalue.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE) {
+                    self.qp = true;
+                } else if pvalue.eq_ignore_ascii_case("b") || pvalue.eq_ignore_ascii_case("base64")
+                {
+                    encoded_b64 = true;
+                }
+            } else if pname.eq_ignore_ascii_case("BASE64") {
+                encoded_b64 = true;
+            } else if pname.eq_ignore_ascii_case("TYPE")
+                && pvalue.starts_with('"')
+                && pvalue.contains(',')
+            {
+                needs_fix = true;
+            }
+        }
+        if self.qp {
+            self.qp_soft = line.ends_with('=');
+        }
+        if encoded_b64 {
+            self.b64 = true;
+        }
+        if BINARY_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+            if encoded_b64 {
+                self.encoded_binaries.push(self.binary_ordinal);
+            }
+            self.binary_ordinal += 1;
+        }
+        if DATE_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name)) && is_dashed_month_day(value) {
+            needs_fix = true;
+        }
+        if needs_fix {
+            self.lines_to_fix.push(line_no);
+        }
+    }
+
+    fn finish(mut self, text: &str, end_line: usize, out: &mut ReadOutput) {
+        self.close_logical_line();
+        if let Some((line, reason)) = self.bad.take() {
+            out.diagnostics.push(Diagnostic {
+                card_index: self.index,
+                line,
+                reason,
+            });
+            return;
+        }
+        if self.properties == 0 {
+            out.diagnostics.push(Diagnostic {
+                card_index: self.index,
+                line: self.begin_line,
+                reason: "card has no properties".into(),
+            });
+            return;
+        }
+        let text: Cow<'_, str> = if self.lines_to_fix.is_empty() {
+            Cow::Borrowed(text)
+        } else {
+            Cow::Owned(fix_lines(text, self.begin_line, &self.lines_to_fix))
+        };
+        let mut parser = Parser::new(&text);
+        match parser.entry() {
+            Entry::VCard(mut card) => {
+                post_fix(&mut card, &self.encoded_binaries);
+                out.cards.push(card);
+            }
+            other => out.diagnostics.push(Diagnostic {
+                card_index: self.index,
+                line: end_line,
+                reason: format!("calcard could not read the card: {other:?}"),
+            }),
+        }
+    }
+}
+
+fn is_base64_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
+}
+
+fn find_unquoted_colon(line: &str) -> Option<usize> {
+    let mut in_quote = false;
+    for (i, b) in line.bytes().enumerate() {
+        match b {
+            b'"' => in_quote = !in_quote,
+            b':' if !in_quote => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `--MM-DD` (RFC 2426 style month-day without year), which calcard reads as month only.
+fn is_dashed_month_day(value: &str) -> bool {
+    let b = value.trim().as_bytes();
+    b.len() == 7
+        && b.starts_with(b"--")
+        && b[2].is_ascii_digit()
+        && b[3].is_ascii_digit()
+        && b[4] == b'-'
+        && b[5].is_ascii_digit()
+        && b[6].is_ascii_digit()
+}
+
+/// Rewrites the lines calcard misreads: bare `QUOTED-PRINTABLE` → `ENCODING=QUOTED-PRINTABLE`,
+/// `TYPE="a,b"` → `TYPE=a,b`, and `--MM-DD` → `--MMDD`.
+fn fix_lines(text: &str, first_line: usize, lines: &[usize]) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for (idx, raw) in text.split_inclusive('\n').enumerate() {
+        if !lines.contains(&(first_line + idx)) {
+            out.push_str(raw);
+            continue;
+        }
+        let body = raw.trim_end_matches(['\r', '\n']);
+        let ending = raw.get(body.len()..).unwrap_or_default();
+        let colon = find_unquoted_colon(body).unwrap_or(body.len());
+        let head = body.get(..colon).unwrap_or_default();
+        let value = body.get(colon..).unwrap_or_default();
+        let mut parts = head.split(';');
+        out.push_str(parts.next().unwrap_or_default());
+        for param in parts {
+            out.push(';');
+            let (pname, pvalue) = param.split_once('=').unwrap_or((param, ""));
+            if pname.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE) && pvalue.is_empty() {
+                out.push_str("ENCODING=QUOTED-PRINTABLE");
+            } else if pname.eq_ignore_ascii_case("TYPE")
+                && pvalue.len() >= 2
+                && pvalue.starts_with('"')
+                && pvalue.ends_with('"')
+            {
+                out.push_str(pname);
+                out.push('=');
+                out.push_str(pvalue.get(1..pvalue.len() - 1).unwrap_or_default());
+            } else {
+                out.push_str(param);
+            }
+        }
+        let v = value.strip_prefix(':').unwrap_or(value);
+        if value.starts_with(':') {
+            out.push(':');
+        }
+        if is_dashed_month_day(v) {
+            let t = v.trim();
+            out.push_str(t.get(..4).unwrap_or_default());
+            out.push_str(t.get(5..).unwrap_or_default());
+        } else {
+            out.push_str(v);
+        }
+        out.push_str(ending);
+    }
+    out
+}
+
+/// Fixes applied to calcard's result: RFC 6868 caret decoding of parameter values, and
+/// `ENCODING=b` values calcard turned into text because their bytes were valid UTF-8.
+fn post_fix(card: &mut VCard, encoded_binaries: &[usize]) {
+    let mut binary_ordinal = 0usize;
+    for entry in &mut card.entries {
+        for param in &mut entry.params {
+            if let VCardParameterValue::Text(text) = &mut param.value {
+                if text.contains('^') {
+                    *text = decode_carets(text);
+                }
+            }
+        }
+        let name = entry.name.as_str();
+        if BINARY_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+            if encoded_binaries.contains(&binary_ordinal) {
+                for value in &mut entry.values {
+                    if let VCardValue::Text(text) = value {
+                        *value = VCardValue::Binary(Data {
+                            content_type: None,
+                            data: std::mem::take(text).into_bytes(),
+                        });
+                    }
+                }
+            }
+            binary_ordinal += 1;
+        }
+    }
+}
+
+/// RFC 6868 §3: `^n` → newline, `^^` → `^`, `^'` → `"`; any other `^` is kept.
+pub fn decode_carets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '^' {
+            match chars.peek() {
+                Some('n' | 'N') => {
+                    out.push('\n');
+                    chars.next();
+                }
+                Some('^') => {
+                    out.push('^');
+                    chars.next();
+                }
+                Some('\'') => {
+                    out.push('"');
+                    chars.next();
+                }
+                _ => out.push('^'),
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carets_decode() {
+        assert_eq!(decode_carets("a^nb^^c^'d^x"), "a\nb^c\"d^x");
+    }
+
+    #[test]
+    fn fold_inside_utf8_is_joined() {
+        let bytes = b"BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Caf\xC3\r\n \xA9\r\nEND:VCARD\r\n";
+        let out = read_bytes(bytes);
+        assert!(out.diagnostics.is_empty());
+        let fname = out.cards[0].entries[1].values[0]
+            .as_text()
+            .unwrap()
+            .to_string();
+        assert_eq!(fname, "Café");
+    }
+
+    #[test]
+    fn dashed_month_day() {
+        assert!(is_dashed_month_day("--04-15"));
+        assert!(!is_dashed_month_day("--0415"));
+    }
+}

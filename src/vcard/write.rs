@@ -1,0 +1,454 @@
+//! Writing: vCard 4.0 (RFC 6350) and vCard 3.0 (RFC 2426, by the reverse mapping) text from
+//! calcard structures. Folds at 75 octets without splitting a UTF-8 sequence, writes `data:` URIs
+//! with a plain comma, and encodes parameter values with RFC 6868 carets.
+//!
+//! calcard's own writer escapes the `data:` comma (`base64\,`), which DAVx5 and other clients
+//! reject, and does not encode carets; so the line layout is ours, while property names, date
+//! formats and value types are calcard's.
+
+use super::names::{
+    APPLE_OMIT_YEAR, CRLF, DATA_URI_SCHEME, FOLD_WIDTH, GEO_URI_SCHEME, PARAM_X_APPLE_OMIT_YEAR,
+    PROP_LABEL, PROP_X_ADDRESSBOOKSERVER_KIND, PROP_X_ADDRESSBOOKSERVER_MEMBER, PROP_X_ANNIVERSARY,
+    TYPE_PREF,
+};
+use super::normalize::default_value_type;
+use base64::Engine as _;
+use calcard::common::IanaString;
+use calcard::vcard::{
+    VCard, VCardEntry, VCardParameter, VCardParameterName, VCardParameterValue, VCardProperty,
+    VCardValue, VCardValueType,
+};
+use std::fmt::Write as _;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    V4,
+    V3,
+}
+
+/// Writes a card as vCard 4.0. Give it a normalized card ([`super::normalize`]).
+pub fn write_v4(card: &VCard) -> String {
+    let mut out = String::with_capacity(card.size() + 128);
+    out.push_str("BEGIN:VCARD\r\nVERSION:4.0\r\n");
+    let mut line = String::with_capacity(128);
+    for entry in &card.entries {
+        if matches!(
+            entry.name,
+            VCardProperty::Version | VCardProperty::Begin | VCardProperty::End
+        ) {
+            continue;
+        }
+        line.clear();
+        write_entry(&mut line, entry, Dialect::V4);
+        fold_into(&mut out, &line);
+    }
+    out.push_str("END:VCARD\r\n");
+    out
+}
+
+/// Writes a card as vCard 3.0 for servers that only take 3.0 (iCloud, Radicale), by the reverse
+/// of the normalizing map: `PREF=1` → `TYPE=pref`, `KIND`/`MEMBER` → Apple's
+/// `X-ADDRESSBOOKSERVER-*`, `ANNIVERSARY` → `X-ANNIVERSARY`, ADR `LABEL=` → `LABEL`, year-less
+/// BDAY → Apple's `1604` with `X-APPLE-OMIT-YEAR`, `data:` → `ENCODING=b`. Always has `N`.
+pub fn write_v3(card: &VCard) -> String {
+    let entries = to_v3_entries(card);
+    let mut out = String::with_capacity(card.size() + 128);
+    out.push_str("BEGIN:VCARD\r\nVERSION:3.0\r\n");
+    let mut line = String::with_capacity(128);
+    for entry in &entries {
+        line.clear();
+        write_entry(&mut line, entry, Dialect::V3);
+        fold_into(&mut out, &line);
+    }
+    out.push_str("END:VCARD\r\n");
+    out
+}
+
+fn to_v3_entries(card: &VCard) -> Vec<VCardEntry> {
+    let mut out = Vec::with_capacity(card.entries.len() + 2);
+    let has_n = card.entries.iter().any(|e| e.name == VCardProperty::N);
+    for entry in &card.entries {
+        if matches!(
+            entry.name,
+            VCardProperty::Version | VCardProperty::Begin | VCardProperty::End
+        ) {
+            continue;
+        }
+        let mut e = entry.clone();
+        match e.name {
+            VCardProperty::Kind => {
+                e.name = VCardProperty::Other(PROP_X_ADDRESSBOOKSERVER_KIND.into());
+            }
+            VCardProperty::Member => {
+                e.name = VCardProperty::Other(PROP_X_ADDRESSBOOKSERVER_MEMBER.into());
+            }
+            VCardProperty::Anniversary => {
+                e.name = VCardProperty::Other(PROP_X_ANNIVERSARY.into());
+                e.params.retain(|p| p.name != VCardParameterName::Value);
+                if let Some(v) = e.values.first_mut() {
+                    if let VCardValue::PartialDateTime(dt) = v {
+                        let mut s = String::new();
+                        let _ = dt.format_as_legacy_vcard(&mut s, &VCardValueType::DateAndOrTime);
+                        *v = VCardValue::Text(s);
+                    }
+                }
+            }
+            VCardProperty::Bday => {
+                let mut omit = false;
+                for v in &mut e.values {
+                    if let VCardValue::PartialDateTime(dt) = v {
+                        if dt.year.is_none() && dt.month.is_some() && dt.day.is_some() {
+                            dt.year = Some(APPLE_OMIT_YEAR);
+                            omit = true;
+                        }
+                    }
+                }
+                if omit {
+                    e.params.push(VCardParameter::new(
+                        VCardParameterName::Other(PARAM_X_APPLE_OMIT_YEAR.into()),
+                        VCardParameterValue::Text(APPLE_OMIT_YEAR.to_string()),
+                    ));
+                }
+            }
+            VCardProperty::Geo => {
+                for v in &mut e.values {
+                    if let VCardValue::Text(t) = v {
+                        if let Some((lat, lon)) = t
+                            .strip_prefix(GEO_URI_SCHEME)
+                            .and_then(|r| r.split(';').next())
+                            .and_then(|r| r.split_once(','))
+                        {
+                            *t = format!("{lat};{lon}");
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        // PREF=1 → TYPE=pref; other PREF values have no 3.0 form.
+        let mut label = None;
+        let mut params = Vec::with_capacity(e.params.len());
+        let mut pref = false;
+        for p in e.params {
+            match (&p.name, &p.value) {
+                (VCardParameterName::Pref, VCardParameterValue::Integer(1)) => pref = true,
+                (VCardParameterName::Pref, _) => {}
+                (VCardParameterName::Label, VCardParameterValue::Text(t))
+                    if e.name == VCardProperty::Adr =>
+                {
+                    label = Some(t.clone());
+                }
+                (VCardParameterName::Mediatype, _)
+                    if e.values.iter().any(|v| matches!(v, VCardValue::Binary(_))) => {}
+                _ => params.push(p),
+            }
+        }
+        if pref {
+            let at = params
+                .iter()
+                .rposition(|p| p.name == VCardParameterName::Type)
+                .map_or(0, |i| i + 1);
+            params.insert(
+                at,
+                VCardParameter::new(
+                    VCardParameterName::Type,
+                    VCardParameterValue::Text(TYPE_PREF.into()),
+                ),
+            );
+        }
+        let is_binary_prop = matches!(
+            e.name,
+            VCardProperty::Photo | VCardProperty::Logo | VCardProperty::Sound | VCardProperty::Key
+        );
+        if is_binary_prop
+            && e.values.iter().all(|v| matches!(v, VCardValue::Text(_)))
+            && !params.iter().any(|p| p.name == VCardParameterName::Value)
+        {
+            params.push(VCardParameter::new(
+                VCardParameterName::Value,
+                VCardValueType::Uri,
+            ));
+        }
+        e.params = params;
+        let label_entry = label.map(|text| VCardEntry {
+            group: e.group.clone(),
+            name: VCardProperty::Other(PROP_LABEL.into()),
+            params: e
+                .params
+                .iter()
+                .filter(|p| p.name == VCardParameterName::Type)
+                .cloned()
+                .collect(),
+            values: vec![VCardValue::Text(text)],
+        });
+        let is_fn = e.name == VCardProperty::Fn;
+        out.push(e);
+        if let Some(l) = label_entry {
+            out.push(l);
+        }
+        if is_fn && !has_n {
+            out.push(empty_n());
+        }
+    }
+    if !has_n && !out.iter().any(|e| e.name == VCardProperty::N) {
+        out.insert(0, empty_n());
+    }
+    out
+}
+
+fn empty_n() -> VCardEntry {
+    VCardEntry {
+        group: None,
+        name: VCardProperty::N,
+        params: Vec::new(),
+        values: vec![VCardValue::Text(String::new()); 5],
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sep {
+    None,
+    Comma,
+    Semicolon,
+    Structured,
+}
+
+fn separator(name: &VCardProperty) -> Sep {
+    match name {
+        VCardProperty::N | VCardProperty::Adr => Sep::Structured,
+        VCardProperty::Nickname | VCardProperty::Categories => Sep::Comma,
+        VCardProperty::Gender | VCardProperty::Org | VCardProperty::Clientpidmap => Sep::Semicolon,
+        _ => Sep::None,
+    }
+}
+
+/// Writes one unfolded content line (without CRLF) into `line`.
+pub(crate) fn write_entry(line: &mut String, entry: &VCardEntry, dialect: Dialect) {
+    if let Some(group) = &entry.group {
+        line.push_str(group);
+        line.push('.');
+    }
+    line.push_str(entry.name.as_str());
+    let mut value_type: Option<VCardValueType> = None;
+    let mut last: Option<&VCardParameterName> = None;
+    for param in &entry.params {
+        if matches!(param.value, VCardParameterValue::Null) {
+            line.push(';');
+            line.push_str(param.name.as_str());
+            last = None;
+            continue;
+        }
+        if last == Some(&param.name) {
+            line.push(',');
+        } else {
+            line.push(';');
+            line.push_str(param.name.as_str());
+            line.push('=');
+            last = Some(&param.name);
+        }
+        write_param_value(line, &param.value);
+        if let VCardParameterValue::ValueType(v) = &param.value {
+            value_type.get_or_insert(*v);
+        }
+    }
+    let binary = entry.values.iter().find_map(|v| match v {
+        VCardValue::Binary(d) => Some(d),
+        _ => None,
+    });
+    if dialect == Dialect::V3 {
+        if let Some(data) = binary {
+            line.push_str(";ENCODING=b");
+            if !entry
+                .params
+                .iter()
+                .any(|p| p.name == VCardParameterName::Type)
+            {
+                if let Some(ct) = data.content_type.as_deref().filter(|c| !c.is_empty()) {
+                    line.push_str(";TYPE=");
+                    let token = legacy_token(entry.name.as_str(), ct);
+                    push_param_text(line, &token);
+                }
+            }
+        }
+    }
+    line.push(':');
+
+    let default_type = default_value_type(&entry.name);
+    let vt = value_type.unwrap_or(default_type);
+    let sep = separator(&entry.name);
+    let is_text = vt == VCardValueType::Text;
+    let (esc_semi, esc_comma) = match sep {
+        Sep::Comma => (is_text, true),
+        Sep::Semicolon => (true, is_text),
+        Sep::Structured => (true, true),
+        Sep::None => (is_text, is_text),
+    };
+    let sep_char = if sep == Sep::Comma { ',' } else { ';' };
+    for (pos, value) in entry.values.iter().enumerate() {
+        if pos > 0 {
+            line.push(sep_char);
+        }
+        match value {
+            VCardValue::Text(t) => push_text(line, t, esc_semi, esc_comma),
+            VCardValue::Component(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        line.push(',');
+                    }
+                    push_text(line, item, true, true);
+                }
+            }
+            VCardValue::Integer(i) => {
+                let _ = write!(line, "{i}");
+            }
+            VCardValue::Float(f) => {
+                let _ = write!(line, "{f}");
+            }
+            VCardValue::Boolean(b) => line.push_str(if *b { "TRUE" } else { "FALSE" }),
+            VCardValue::PartialDateTime(dt) => {
+                let fmt = if matches!(
+                    vt,
+                    VCardValueType::Text | VCardValueType::Uri | VCardValueType::LanguageTag
+                ) {
+                    default_type
+                } else {
+                    vt
+                };
+                let _ = match dialect {
+                    Dialect::V4 => dt.format_as_vcard(line, &fmt),
+                    Dialect::V3 => dt.format_as_legacy_vcard(line, &fmt),
+                };
+            }
+            VCardValue::Binary(data) => {
+                if dialect == Dialect::V4 {
+                    line.push_str(DATA_URI_SCHEME);
+                    line.push_str(data.content_type.as_deref().unwrap_or_default());
+                    line.push_str(";base64,");
+                }
+                base64::prelude::BASE64_STANDARD.encode_string(&data.data, line);
+            }
+            VCardValue::Sex(s) => line.push_str(s.as_str()),
+            VCardValue::GramGender(g) => line.push_str(&g.as_str().to_ascii_lowercase()),
+            VCardValue::Kind(k) => line.push_str(&k.as_str().to_ascii_lowercase()),
+        }
+    }
+}
+
+/// vCard 3.0 `TYPE=` token for a media type (`image/jpeg` → `JPEG`), or the media type itself
+/// when the short token would not read back to the same media type.
+fn legacy_token(prop: &str, media_type: &str) -> String {
+    let token = match media_type {
+        "application/pgp-keys" => "PGP".to_string(),
+        "application/x-x509-user-cert" => "X509".to_string(),
+        _ => media_type
+            .split_once('/')
+            .map(|(_, s)| s.to_ascii_uppercase())
+            .unwrap_or_default(),
+    };
+    if !token.is_empty()
+        && super::normalize::legacy_media_type(prop, &token).as_deref() == Some(media_type)
+    {
+        token
+    } else {
+        media_type.to_string()
+    }
+}
+
+fn write_param_value(line: &mut String, value: &VCardParameterValue) {
+    match value {
+        VCardParameterValue::Text(t) => push_param_text(line, t),
+        VCardParameterValue::Integer(i) => {
+            let _ = write!(line, "{i}");
+        }
+        VCardParameterValue::Timestamp(t) => {
+            let _ = write!(line, "{t}");
+        }
+        VCardParameterValue::Bool(b) => line.push_str(if *b { "TRUE" } else { "FALSE" }),
+        VCardParameterValue::ValueType(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
+        VCardParameterValue::Type(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
+        VCardParameterValue::Calscale(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
+        VCardParameterValue::Level(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
+        VCardParameterValue::Phonetic(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
+        VCardParameterValue::Jscomps(_) | VCardParameterValue::Null => {}
+    }
+}
+
+/// A parameter value: RFC 6868 carets for `^`, newline and `"`; quoted when it holds `,` `:` `;`
+/// or edge whitespace; backslash doubled because calcard reads it as an escape.
+pub(crate) fn push_param_text(line: &mut String, text: &str) {
+    let quote = text.bytes().any(|b| matches!(b, b',' | b':' | b';'))
+        || text.starts_with([' ', '\t'])
+        || text.ends_with([' ', '\t']);
+    if quote {
+        line.push('"');
+    }
+    for ch in text.chars() {
+        match ch {
+            '^' => line.push_str("^^"),
+            '\n' => line.push_str("^n"),
+            '"' => line.push_str("^'"),
+            '\\' => line.push_str("\\\\"),
+            c if c.is_control() && c != '\t' => {}
+            c => line.push(c),
+        }
+    }
+    if quote {
+        line.push('"');
+    }
+}
+
+/// A text value (RFC 6350 §3.4): backslash, newline, and per context `;` and `,` escaped.
+pub(crate) fn push_text(line: &mut String, text: &str, esc_semi: bool, esc_comma: bool) {
+    for ch in text.chars() {
+        match ch {
+            '\\' => line.push_str("\\\\"),
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            ';' if esc_semi => line.push_str("\\;"),
+            ',' if esc_comma => line.push_str("\\,"),
+            c => line.push(c),
+        }
+    }
+}
+
+/// Folds one logical line at 75 octets (RFC 6350 §3.2) without splitting a UTF-8 sequence.
+pub(crate) fn fold_into(out: &mut String, line: &str) {
+    let mut start = 0;
+    let mut width = FOLD_WIDTH;
+    while line.len() - start > width {
+        let mut cut = start + width;
+        while cut > start && !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push_str(line.get(start..cut).unwrap_or_default());
+        out.push_str("\r\n ");
+        start = cut;
+        width = FOLD_WIDTH - 1;
+    }
+    out.push_str(line.get(start..).unwrap_or_default());
+    out.push_str(CRLF);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_without_splitting_utf8() {
+        let line = format!("NOTE:{}", "é".repeat(100));
+        let mut out = String::new();
+        fold_into(&mut out, &line);
+        for l in out.split("\r\n") {
+            assert!(l.len() <= 75, "{l}");
+        }
+        assert_eq!(out.replace("\r\n ", ""), format!("{line}\r\n"));
+    }
+
+    #[test]
+    fn param_carets() {
+        let mut s = String::new();
+        push_param_text(&mut s, "a\nb \"c\" ^");
+        assert_eq!(s, "a^nb ^'c^' ^^");
+    }
+}
