@@ -281,6 +281,8 @@ pub(crate) fn write_entry(line: &mut String, entry: &VCardEntry, dialect: Dialec
         Sep::Comma => (is_text, true),
         Sep::Semicolon => (true, is_text),
         Sep::Structured => (true, true),
+        // Unknown properties keep their raw `;`/`,` (X-ANDROID-CUSTOM, X-MS-OL-DESIGN, ...).
+        Sep::None if matches!(entry.name, VCardProperty::Other(_)) => (false, false),
         Sep::None => (is_text, is_text),
     };
     let sep_char = if sep == Sep::Comma { ',' } else { ';' };
