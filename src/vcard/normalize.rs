@@ -107,6 +107,19 @@ fn normalize_entry(entry: &mut VCardEntry) {
         }
     }
     match entry.name {
+        // calcard's list tokenizer trims and collapses blanks only sometimes: make it always.
+        VCardProperty::Categories | VCardProperty::Nickname => {
+            for value in &mut entry.values {
+                if let VCardValue::Text(text) = value {
+                    if text.contains(char::is_whitespace) {
+                        *text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    }
+                }
+            }
+            entry
+                .values
+                .retain(|v| !matches!(v, VCardValue::Text(t) if t.is_empty()));
+        }
         VCardProperty::Kind => {
             for value in &mut entry.values {
                 if let VCardValue::Text(text) = value {
