@@ -13,9 +13,16 @@ fn corpus() -> String {
     let mut out = String::new();
     for i in 0..10_000 {
         out.push_str("BEGIN:VCARD\r\nVERSION:3.0\r\nPRODID:-//Apple Inc.//macOS 14.2//EN\r\n");
-        out.push_str(&format!("N:Surname{i};Given{i};;;\r\nFN:Given{i} Surname{i}\r\n"));
-        out.push_str(&format!("ORG:Company {};Department\r\nTITLE:Engineer\r\n", i % 97));
-        out.push_str(&format!("item1.EMAIL;type=INTERNET;type=HOME;type=pref:person{i}@example.com\r\n"));
+        out.push_str(&format!(
+            "N:Surname{i};Given{i};;;\r\nFN:Given{i} Surname{i}\r\n"
+        ));
+        out.push_str(&format!(
+            "ORG:Company {};Department\r\nTITLE:Engineer\r\n",
+            i % 97
+        ));
+        out.push_str(&format!(
+            "item1.EMAIL;type=INTERNET;type=HOME;type=pref:person{i}@example.com\r\n"
+        ));
         out.push_str("item1.X-ABLabel:_$!<Other>!$_\r\n");
         out.push_str(&format!("TEL;type=CELL;type=VOICE;type=pref:+1 555 {i:04}\r\nTEL;type=WORK;type=VOICE:+1 555 9{i:03}\r\n"));
         out.push_str(&format!("item2.ADR;type=HOME;type=pref:;;{i} Main Street;Springfield;IL;62701;USA\r\nitem2.X-ABADR:us\r\n"));
@@ -25,7 +32,9 @@ fn corpus() -> String {
             out.push_str(&photo);
             out.push_str("\r\n");
         }
-        out.push_str(&format!("REV:2024-01-15T10:20:30Z\r\nUID:{i:08X}-B2DE-4261-BA99-DE1D1DB52FBE\r\nEND:VCARD\r\n"));
+        out.push_str(&format!(
+            "REV:2024-01-15T10:20:30Z\r\nUID:{i:08X}-B2DE-4261-BA99-DE1D1DB52FBE\r\nEND:VCARD\r\n"
+        ));
     }
     out
 }

@@ -462,6 +462,6 @@ mod tests {
     fn param_carets() {
         let mut s = String::new();
         push_param_text(&mut s, "a\nb \"c\" ^");
-        assert_eq!(s, "a^nb ^'c^' ^^");
+        assert_eq!(s, "\"a^nb ^'c^' ^^\"");
     }
 }
