@@ -15,10 +15,13 @@ use cardbridge::crm::users::{AuthMethod, Company, Plan, RoleError};
 use cardbridge::crm::{Acl, LabeledValue, PersonFields, Visibility};
 use cardbridge::store::{scan_all, Batch, ScanPage, Space, Store, StoreError, Write};
 
+/// (keyspace, key) → value.
+type Cells = BTreeMap<(String, Vec<u8>), Vec<u8>>;
+
 /// A BTreeMap-backed store implementing the contract literally (guards, then writes).
 #[derive(Default)]
 struct MapStore {
-    data: Mutex<BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    data: Mutex<Cells>,
     seqs: Mutex<BTreeMap<String, u64>>,
 }
 
