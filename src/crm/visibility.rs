@@ -121,6 +121,30 @@ pub fn effective_visibility(plan: Plan, stored: Visibility) -> Visibility {
     }
 }
 
+/// Pipedrive's numeric `visible_to` for a setting on `plan` (providers.md §5: 1/3 on the
+/// lower plans; 1/3/5/7 on the higher ones, "Owner's role" = 3 and "… and below" = 5 inferred
+/// from Pipedrive's former naming of visibility groups). `None` when the plan does not offer
+/// the setting.
+pub fn to_pipedrive(plan: Plan, v: Visibility) -> Option<u8> {
+    match (plan, v) {
+        (Plan::Silver | Plan::Gold, Visibility::OwnerFollowers) => Some(1),
+        (Plan::Silver | Plan::Gold, Visibility::EntireCompany) => Some(3),
+        (Plan::Platinum, Visibility::OwnerOnly) => Some(1),
+        (Plan::Platinum, Visibility::OwnersRole) => Some(3),
+        (Plan::Platinum, Visibility::OwnersRoleAndBelow) => Some(5),
+        (Plan::Platinum, Visibility::EntireCompany) => Some(7),
+        _ => None,
+    }
+}
+
+/// The setting behind Pipedrive's numeric `visible_to` on `plan` (inverse of [`to_pipedrive`]).
+pub fn from_pipedrive(plan: Plan, code: u8) -> Option<Visibility> {
+    allowed_visibilities(plan)
+        .iter()
+        .copied()
+        .find(|v| to_pipedrive(plan, *v) == Some(code))
+}
+
 /// The access-relevant part of a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acl {
@@ -464,6 +488,30 @@ mod tests {
         assert_eq!(
             effective_visibility(Plan::Platinum, Visibility::OwnersRole),
             Visibility::OwnersRole
+        );
+    }
+
+    #[test]
+    fn pipedrive_codes_round_trip_per_plan() {
+        for plan in [Plan::Silver, Plan::Gold, Plan::Platinum] {
+            for v in allowed_visibilities(plan) {
+                let code = to_pipedrive(plan, *v).unwrap();
+                assert_eq!(from_pipedrive(plan, code), Some(*v));
+            }
+        }
+        assert_eq!(to_pipedrive(Plan::Gold, Visibility::OwnersRole), None);
+        assert_eq!(from_pipedrive(Plan::Gold, 7), None);
+        assert_eq!(
+            from_pipedrive(Plan::Platinum, 5),
+            Some(Visibility::OwnersRoleAndBelow)
+        );
+        assert_eq!(
+            from_pipedrive(Plan::Silver, 1),
+            Some(Visibility::OwnerFollowers)
+        );
+        assert_eq!(
+            from_pipedrive(Plan::Platinum, 1),
+            Some(Visibility::OwnerOnly)
         );
     }
 
