@@ -292,6 +292,26 @@ fn fields_strategy() -> impl Strategy<Value = PersonFields> {
         )
 }
 
+/// The fields in any order of their multi-valued parts.
+fn shuffled_fields() -> impl Strategy<Value = PersonFields> {
+    fields_strategy().prop_flat_map(|f| {
+        (
+            Just(f.clone()),
+            Just(f.emails).prop_shuffle(),
+            Just(f.phones).prop_shuffle(),
+            Just(f.urls).prop_shuffle(),
+            Just(f.labels).prop_shuffle(),
+        )
+            .prop_map(|(mut f, emails, phones, urls, labels)| {
+                f.emails = emails;
+                f.phones = phones;
+                f.urls = urls;
+                f.labels = labels;
+                f
+            })
+    })
+}
+
 /// Primaries are canonical when read back only if at least the chosen ones stay "lowest PREF".
 fn canonical(mut f: PersonFields) -> PersonFields {
     // Addresses are keyed by value: identical addresses would merge; keep them unique.
@@ -311,7 +331,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn fields_card_fields_is_identity(f in fields_strategy()) {
+    fn fields_card_fields_is_identity(f in shuffled_fields()) {
         let f = canonical(f);
         let cfg = MappingConfig::default();
         let card = fields_to_card(&f, None, &cfg);
@@ -322,11 +342,58 @@ proptest! {
     }
 
     #[test]
-    fn merge_onto_any_fixture_is_identity(f in fields_strategy(), which in 0usize..3) {
+    fn merge_onto_any_fixture_is_identity(f in shuffled_fields(), which in 0usize..3) {
         let f = canonical(f);
         let cfg = MappingConfig::default();
         let base = parse(&std::fs::read_to_string(&vcf_fixtures()[which]).unwrap());
         let card = fields_to_card(&f, Some(&base), &cfg);
         prop_assert_eq!(&card_to_fields(&card, &cfg), &f);
     }
+}
+
+#[test]
+fn an_edited_value_keeps_its_entry_params_and_group() {
+    let base = parse(
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:e-1\r\nFN:A B\r\n\
+         item1.TEL;X-SERVICE=sip;TYPE=work:+1 415 555 0100\r\nitem1.X-ABLabel:Desk\r\n\
+         ADR;TYPE=home;GEO=\"geo:37.7,-122.4\":;;1 Old St;Town;;;US\r\nEND:VCARD\r\n",
+    );
+    let mut f = card_to_fields(&base, &MappingConfig::default());
+    assert_eq!(f.phones[0].label, "Desk");
+    f.phones[0].value = "+1 415 555 0199".into();
+    f.addresses[0].street = "2 New St".into();
+    let merged = fields_to_card(&f, Some(&base), &MappingConfig::default());
+    let text = render(&merged);
+    assert!(
+        text.contains("item1.TEL;X-SERVICE=sip;TYPE=WORK:+1 415 555 0199"),
+        "{text}"
+    );
+    assert!(text.contains("item1.X-ABLabel:Desk"), "{text}");
+    assert!(text.contains("GEO=\"geo:37.7,-122.4\""), "{text}");
+    assert!(text.contains("2 New St"), "{text}");
+    assert!(!text.contains("1 Old St"), "{text}");
+    assert_eq!(card_to_fields(&merged, &MappingConfig::default()), f);
+}
+
+#[test]
+fn reordering_in_the_crm_reorders_the_card() {
+    let base = parse(
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:o-1\r\nFN:A B\r\n\
+         EMAIL;X-KEEP=1:a@x.example\r\nEMAIL:b@x.example\r\n\
+         item1.URL:https://a.example\r\nitem1.X-ABLabel:blog\r\nURL:https://b.example\r\n\
+         END:VCARD\r\n",
+    );
+    let mut f = card_to_fields(&base, &MappingConfig::default());
+    f.emails.reverse();
+    f.urls.reverse();
+    let merged = fields_to_card(&f, Some(&base), &MappingConfig::default());
+    assert_eq!(card_to_fields(&merged, &MappingConfig::default()), f);
+    let text = render(&merged);
+    assert!(text.contains("EMAIL;X-KEEP=1:a@x.example"), "{text}");
+    assert!(text.contains("item1.URL:https://a.example"), "{text}");
+    assert!(text.contains("item1.X-ABLabel:blog"), "{text}");
+    // Dropping the labelled URL drops its label too.
+    f.urls.retain(|u| u != "https://a.example");
+    let text = render(&fields_to_card(&f, Some(&base), &MappingConfig::default()));
+    assert!(!text.contains("X-ABLabel:blog"), "{text}");
 }

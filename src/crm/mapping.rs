@@ -27,6 +27,8 @@ use crate::vcard::VCard;
 /// Apple's custom-label property on a grouped entry (`item1.X-ABLabel`); an RFC 6350 §6.10
 /// extension property, matched case-insensitively.
 pub const X_ABLABEL: &str = "X-ABLABEL";
+/// The spelling Apple writes and we write back.
+const X_ABLABEL_WRITTEN: &str = "X-ABLabel";
 /// Apple's "this BDAY has no year" parameter: its value is the placeholder year.
 pub const X_APPLE_OMIT_YEAR: &str = "X-APPLE-OMIT-YEAR";
 /// Apple's encoding of built-in labels: `_$!<Mobile>!$_`.
@@ -600,33 +602,6 @@ fn insert_at_end(card: &mut VCard, e: VCardEntry) {
     card.entries.insert(pos, e);
 }
 
-/// Inserts after the last entry of `prop` (and the label of its group), else at the end.
-fn insert_after_last(card: &mut VCard, prop: &VCardProperty, e: VCardEntry) -> usize {
-    match card.entries.iter().rposition(|x| &x.name == prop) {
-        Some(mut i) => {
-            if let Some(g) = card.entries[i].group.clone() {
-                while card.entries.get(i + 1).is_some_and(|x| {
-                    is_ablabel(x)
-                        && x.group
-                            .as_deref()
-                            .is_some_and(|y| y.eq_ignore_ascii_case(&g))
-                }) {
-                    i += 1;
-                }
-            }
-            card.entries.insert(i + 1, e);
-            i + 1
-        }
-        None => {
-            insert_at_end(card, e);
-            card.entries
-                .iter()
-                .rposition(|x| &x.name == prop)
-                .unwrap_or(0)
-        }
-    }
-}
-
 fn set_single(card: &mut VCard, prop: VCardProperty, values: Vec<VCardValue>, empty: bool) {
     let idx: Vec<usize> = card
         .entries
@@ -734,35 +709,40 @@ fn write_categories(card: &mut VCard, labels: &[String]) {
     set_single(card, VCardProperty::Categories, values, labels.is_empty());
 }
 
+/// Rebuilds the URL entries in the wanted order where the first one was; entries of
+/// surviving values keep their params and group, removed ones take their orphaned labels.
 fn write_urls(card: &mut VCard, urls: &[String]) {
-    let mut wanted: Vec<Option<&String>> = urls.iter().map(Some).collect();
-    // Keep entries whose value survives; drop the others (and their orphaned labels).
-    let mut dropped_groups = Vec::new();
+    let anchor = card
+        .entries
+        .iter()
+        .position(|e| e.name == VCardProperty::Url);
+    let mut olds: Vec<VCardEntry> = Vec::new();
     card.entries.retain(|e| {
-        if e.name != VCardProperty::Url {
-            return true;
-        }
-        let v = first_text(e);
-        match wanted.iter_mut().find(|w| w.is_some_and(|u| *u == v)) {
-            Some(slot) => {
-                *slot = None;
-                true
-            }
-            None => {
-                dropped_groups.extend(e.group.clone());
-                false
-            }
+        if e.name == VCardProperty::Url {
+            olds.push(e.clone());
+            false
+        } else {
+            true
         }
     });
-    for g in dropped_groups {
-        drop_group_label_if_orphan(card, &g);
+    let mut block = Vec::new();
+    for u in urls {
+        match olds.iter().position(|e| first_text(e) == *u) {
+            Some(j) => block.push(olds.remove(j)),
+            None => block.push(VCardEntry::new(VCardProperty::Url).with_value(u.clone())),
+        }
     }
-    for u in wanted.into_iter().flatten() {
-        insert_after_last(
-            card,
-            &VCardProperty::Url,
-            VCardEntry::new(VCardProperty::Url).with_value(u.clone()),
-        );
+    let at = anchor
+        .unwrap_or_else(|| {
+            card.entries
+                .iter()
+                .rposition(|x| x.name == VCardProperty::End)
+                .unwrap_or(card.entries.len())
+        })
+        .min(card.entries.len());
+    card.entries.splice(at..at, block);
+    for g in olds.iter().filter_map(|e| e.group.clone()) {
+        drop_group_label_if_orphan(card, &g);
     }
 }
 
@@ -800,11 +780,9 @@ fn is_medium_type(v: &VCardParameterValue) -> bool {
     }
 }
 
-fn next_group(card: &VCard) -> String {
-    let max = card
-        .entries
+fn next_group(in_use: &BTreeSet<String>) -> String {
+    let max = in_use
         .iter()
-        .filter_map(|e| e.group.as_deref())
         .filter_map(|g| {
             g.get(..4)
                 .filter(|p| p.eq_ignore_ascii_case("item"))
@@ -886,144 +864,177 @@ fn write_addresses(card: &mut VCard, items: &[Address]) {
     write_wanted(card, Kind::Adr, wanted);
 }
 
+fn in_group(e: &VCardEntry, group: &str) -> bool {
+    e.group
+        .as_deref()
+        .is_some_and(|g| g.eq_ignore_ascii_case(group))
+}
+
+/// An existing entry of the property with its group's label (when the label belongs to it
+/// alone).
+struct Old {
+    entry: VCardEntry,
+    label_entry: Option<VCardEntry>,
+    label: String,
+}
+
+/// Rewrites the entries of one labeled property: the property's entries (and labels of
+/// their groups) are taken out, rebuilt in the wanted order, and put back as one block where
+/// the first of them was. Entries of surviving or edited values keep their params and group.
 fn write_wanted(card: &mut VCard, kind: Kind, wanted: Vec<Wanted>) {
     let prop = prop_of(kind);
     let any_primary = wanted.iter().any(|w| w.primary);
-    // 1. Pair wanted items with existing entries of the same key (first unused match).
-    let existing: Vec<usize> = card
+    // 1. Take the property's entries and their private labels out of the card.
+    let labels: Vec<String> = card
         .entries
         .iter()
-        .enumerate()
-        .filter(|(_, e)| e.name == prop)
-        .map(|(i, _)| i)
+        .filter(|e| e.name == prop)
+        .map(|e| label_of(card, e, kind))
         .collect();
-    let mut used = BTreeSet::new();
-    let mut pairs: Vec<Option<usize>> = Vec::with_capacity(wanted.len());
-    for w in &wanted {
-        let hit = existing
+    let private_group = |card: &VCard, g: &str| {
+        !card
+            .entries
             .iter()
-            .copied()
-            .find(|i| !used.contains(i) && match_key(kind, &card.entries[*i].values) == w.key);
-        if let Some(i) = hit {
-            used.insert(i);
-        }
-        pairs.push(hit);
-    }
-    // 2. Update matched entries in place.
-    for (w, slot) in wanted.iter().zip(&pairs) {
-        if let Some(i) = *slot {
-            let current_label = label_of(card, &card.entries[i], kind);
-            let current_values: Vec<String> = match kind {
-                Kind::Adr => card.entries[i].values.iter().map(value_text).collect(),
-                _ => vec![item_value(&card.entries[i], kind)],
-            };
-            let wanted_values: Vec<String> = w.values.iter().map(value_text).collect();
-            if current_values != wanted_values {
-                card.entries[i].values = w.values.clone();
-                // A plain value replaces a `VALUE=uri` one.
-                card.entries[i]
-                    .params
-                    .retain(|p| p.name != VCardParameterName::Value);
-            }
-            set_pref(&mut card.entries[i], w.primary, any_primary);
-            if current_label != w.label {
-                relabel(card, i, kind, &w.label);
-            }
-        }
-    }
-    // 3. Remove unmatched existing entries and the labels of groups left empty.
-    let removed: Vec<usize> = existing
-        .iter()
-        .copied()
-        .filter(|i| !used.contains(i))
-        .collect();
-    let removed_groups: Vec<String> = removed
-        .iter()
-        .filter_map(|i| card.entries[*i].group.clone())
-        .collect();
-    let mut idx = 0usize;
-    card.entries.retain(|_| {
-        let keep = !removed.contains(&idx);
-        idx += 1;
-        keep
-    });
-    for g in removed_groups {
-        drop_group_label_if_orphan(card, &g);
-    }
-    // 4. Append new items after the last entry of the property.
-    for (w, slot) in wanted.iter().zip(&pairs) {
-        if slot.is_some() {
+            .any(|e| e.name != prop && !is_ablabel(e) && in_group(e, g))
+    };
+    let mut olds: Vec<Old> = Vec::new();
+    let mut anchor: Option<usize> = None;
+    let mut i = 0;
+    let mut label_iter = labels.into_iter();
+    while i < card.entries.len() {
+        if card.entries[i].name != prop {
+            i += 1;
             continue;
         }
-        let mut e = VCardEntry::new(prop.clone()).with_values(w.values.clone());
-        set_pref(&mut e, w.primary, any_primary);
-        let at = insert_after_last(card, &prop, e);
-        apply_label(card, at, kind, &w.label);
-    }
-}
-
-fn drop_group_label_if_orphan(card: &mut VCard, group: &str) {
-    let still_used = card.entries.iter().any(|e| {
-        !is_ablabel(e)
-            && e.group
-                .as_deref()
-                .is_some_and(|g| g.eq_ignore_ascii_case(group))
-    });
-    if !still_used {
-        card.entries.retain(|e| {
-            !(is_ablabel(e)
-                && e.group
-                    .as_deref()
-                    .is_some_and(|g| g.eq_ignore_ascii_case(group)))
-        });
-    }
-}
-
-fn relabel(card: &mut VCard, i: usize, kind: Kind, label: &str) {
-    card.entries[i]
-        .params
-        .retain(|p| p.name != VCardParameterName::Type || is_medium_type(&p.value));
-    let mut i = i;
-    if let Some(g) = card.entries[i].group.clone() {
-        let in_group = |e: &VCardEntry| {
-            is_ablabel(e)
-                && e.group
-                    .as_deref()
-                    .is_some_and(|x| x.eq_ignore_ascii_case(&g))
-        };
-        // Labels removed before `i` shift it left.
-        i -= card.entries[..i].iter().filter(|e| in_group(e)).count();
-        card.entries.retain(|e| !in_group(e));
-    }
-    apply_label(card, i, kind, label);
-}
-
-fn apply_label(card: &mut VCard, i: usize, kind: Kind, label: &str) {
-    let Some(entry) = card.entries.get_mut(i) else {
-        return;
-    };
-    match types_for_label(kind, label) {
-        Some(ts) => {
-            for t in ts {
-                entry.params.push(VCardParameter::typ(t));
+        anchor.get_or_insert(i);
+        let entry = card.entries.remove(i);
+        let label = label_iter.next().unwrap_or_default();
+        let mut label_entry = None;
+        if let Some(g) = entry.group.clone() {
+            if private_group(card, &g) {
+                if let Some(j) = card
+                    .entries
+                    .iter()
+                    .position(|e| is_ablabel(e) && in_group(e, &g))
+                {
+                    if j < i {
+                        i -= 1;
+                        if let Some(a) = anchor.as_mut() {
+                            if j < *a {
+                                *a -= 1;
+                            }
+                        }
+                    }
+                    label_entry = Some(card.entries.remove(j));
+                }
             }
         }
-        None => {
-            let group = match entry.group.clone() {
-                Some(g) => g,
-                None => {
-                    let g = next_group(card);
-                    if let Some(e) = card.entries.get_mut(i) {
-                        e.group = Some(g.clone());
-                    }
-                    g
-                }
-            };
-            let lab = VCardEntry::new(VCardProperty::Other("X-ABLabel".to_string()))
-                .with_group(Some(group))
-                .with_value(label.to_string());
-            card.entries.insert(i + 1, lab);
+        olds.push(Old {
+            entry,
+            label_entry,
+            label,
+        });
+    }
+    // 2. Pair wanted items with old entries: same value first, then same label (an edit).
+    let mut used = vec![false; olds.len()];
+    let mut pairs: Vec<Option<usize>> = wanted
+        .iter()
+        .map(|w| {
+            let hit = (0..olds.len())
+                .find(|j| !used[*j] && match_key(kind, &olds[*j].entry.values) == w.key);
+            if let Some(j) = hit {
+                used[j] = true;
+            }
+            hit
+        })
+        .collect();
+    for (w, slot) in wanted.iter().zip(pairs.iter_mut()) {
+        if slot.is_none() {
+            let hit = (0..olds.len()).find(|j| !used[*j] && olds[*j].label == w.label);
+            if let Some(j) = hit {
+                used[j] = true;
+                *slot = Some(j);
+            }
         }
+    }
+    // 3. Build the block in wanted order.
+    let mut taken: Vec<Option<Old>> = olds.into_iter().map(Some).collect();
+    let mut block: Vec<VCardEntry> = Vec::new();
+    let mut groups_in_use: BTreeSet<String> = card
+        .entries
+        .iter()
+        .filter_map(|e| e.group.clone())
+        .collect();
+    for (w, slot) in wanted.iter().zip(pairs) {
+        let old = slot.and_then(|j| taken.get_mut(j).and_then(Option::take));
+        let (mut entry, mut label_entry, old_label) = match old {
+            Some(o) => (o.entry, o.label_entry, Some(o.label)),
+            None => (VCardEntry::new(prop.clone()), None, None),
+        };
+        let current: Vec<String> = match kind {
+            Kind::Adr => entry.values.iter().map(value_text).collect(),
+            _ => vec![item_value(&entry, kind)],
+        };
+        if current != w.values.iter().map(value_text).collect::<Vec<_>>() {
+            entry.values = w.values.clone();
+            // A plain value replaces a `VALUE=uri` one.
+            entry.params.retain(|p| p.name != VCardParameterName::Value);
+        }
+        set_pref(&mut entry, w.primary, any_primary);
+        if old_label.as_deref() != Some(w.label.as_str()) {
+            entry
+                .params
+                .retain(|p| p.name != VCardParameterName::Type || is_medium_type(&p.value));
+            label_entry = None;
+            match types_for_label(kind, &w.label) {
+                Some(ts) => {
+                    for t in ts {
+                        entry.params.push(VCardParameter::typ(t));
+                    }
+                }
+                None => {
+                    let group = match entry.group.clone() {
+                        Some(g) => g,
+                        None => {
+                            let g = next_group(&groups_in_use);
+                            entry.group = Some(g.clone());
+                            g
+                        }
+                    };
+                    label_entry = Some(
+                        VCardEntry::new(VCardProperty::Other(X_ABLABEL_WRITTEN.to_string()))
+                            .with_group(Some(group))
+                            .with_value(w.label.clone()),
+                    );
+                }
+            }
+        }
+        if let Some(g) = &entry.group {
+            groups_in_use.insert(g.clone());
+        }
+        block.push(entry);
+        block.extend(label_entry);
+    }
+    // 4. Put the block back where the property was (else before END / at the end).
+    let at = anchor.unwrap_or_else(|| {
+        card.entries
+            .iter()
+            .rposition(|x| x.name == VCardProperty::End)
+            .unwrap_or(card.entries.len())
+    });
+    let at = at.min(card.entries.len());
+    card.entries.splice(at..at, block);
+}
+
+/// Removes the X-ABLabel of `group` when no other entry uses the group any more.
+fn drop_group_label_if_orphan(card: &mut VCard, group: &str) {
+    let still_used = card
+        .entries
+        .iter()
+        .any(|e| !is_ablabel(e) && in_group(e, group));
+    if !still_used {
+        card.entries
+            .retain(|e| !(is_ablabel(e) && in_group(e, group)));
     }
 }
 
