@@ -397,3 +397,28 @@ fn reordering_in_the_crm_reorders_the_card() {
     let text = render(&fields_to_card(&f, Some(&base), &MappingConfig::default()));
     assert!(!text.contains("X-ABLabel:blog"), "{text}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Whatever a provider sends, mapping and merging never panic.
+    #[test]
+    fn mapping_never_panics_on_odd_cards(
+        lines in prop::collection::vec(
+            "(item[0-9]\\.)?(EMAIL|TEL|ADR|N|FN|ORG|BDAY|URL|CATEGORIES|NOTE|X-ABLabel|TITLE)(;(TYPE|PREF|VALUE|X-APPLE-OMIT-YEAR)=[a-z0-9,é-]{0,6}){0,2}:[ -~é;,\\\\]{0,20}",
+            0..12,
+        ),
+    ) {
+        let text = format!("BEGIN:VCARD\r\nVERSION:4.0\r\n{}\r\nEND:VCARD\r\n", lines.join("\r\n"));
+        if let Ok(card) = VCard::parse(&text) {
+            let cfg = MappingConfig::default();
+            let f = card_to_fields(&card, &cfg);
+            let mut edited = f.clone();
+            edited.emails.reverse();
+            edited.phones.retain(|p| p.primary);
+            edited.birthday = Some("--02-29".into());
+            let merged = fields_to_card(&edited, Some(&card), &cfg);
+            let _ = card_to_fields(&merged, &cfg);
+        }
+    }
+}

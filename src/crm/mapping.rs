@@ -380,17 +380,17 @@ fn parse_date_text(s: &str) -> Option<(Option<u16>, u8, u8)> {
         Some(rest) => (None, rest.to_string()),
         None => {
             let digits: String = date.chars().filter(|c| *c != '-').collect();
-            if digits.len() != 8 {
+            if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
             (
                 Some(digits.get(0..4)?.parse().ok()?),
-                digits[4..].to_string(),
+                digits.get(4..)?.to_string(),
             )
         }
     };
     let md: String = rest.chars().filter(|c| *c != '-').collect();
-    if md.len() != 4 {
+    if md.len() != 4 || !md.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let m: u8 = md.get(0..2)?.parse().ok()?;
@@ -1114,5 +1114,42 @@ pub fn preview(config: &MappingConfig, sample_cards: &[VCard]) -> MappingPreview
                 fields: card_to_fields(c, config),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_text_parsing_never_panics_and_accepts_the_usual_shapes() {
+        assert_eq!(parse_date_text("1980-04-15"), Some((Some(1980), 4, 15)));
+        assert_eq!(parse_date_text("19800415"), Some((Some(1980), 4, 15)));
+        assert_eq!(parse_date_text("--0415"), Some((None, 4, 15)));
+        assert_eq!(parse_date_text("--04-15"), Some((None, 4, 15)));
+        assert_eq!(
+            parse_date_text("1980-04-15T10:00:00Z"),
+            Some((Some(1980), 4, 15))
+        );
+        assert_eq!(parse_date_text("1980-13-01"), None);
+        for junk in [
+            "",
+            "--",
+            "1éé12345",
+            "12é45678",
+            "--é1",
+            "abcdefgh",
+            "1980-4-15",
+        ] {
+            assert_eq!(parse_date_text(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn apple_labels_decode() {
+        assert_eq!(decode_apple_label("_$!<Mobile>!$_"), "mobile");
+        assert_eq!(decode_apple_label("_$!<HomeFAX>!$_"), "fax");
+        assert_eq!(decode_apple_label("_$!<Anniversary>!$_"), "Anniversary");
+        assert_eq!(decode_apple_label("Assistant"), "Assistant");
     }
 }
