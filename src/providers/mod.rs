@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use crate::vcard::VCard;
 
 pub mod http;
+pub mod oauth;
 
 /// Which protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
