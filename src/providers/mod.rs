@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::vcard::VCard;
 
+pub mod google;
 pub mod http;
 pub mod oauth;
 
