@@ -531,3 +531,36 @@ async fn create_records_the_crm_id_and_delete_checks_the_etag() {
     let inc = pull_run(&s.provider, CRM_GROUP, Some(final_cursor(&full))).await;
     assert_eq!(delete_ids(&inc), vec![written.id.clone()]);
 }
+
+#[tokio::test]
+async fn update_without_a_known_etag_uses_the_current_one() {
+    let s = setup(100).await;
+    s.fake.seed(1, 1, &[]);
+    s.fake.edit_person("people/c1", |p| {
+        p["names"][0]["displayName"] = json!("Changed")
+    });
+    let card = calcard::vcard::VCard::parse(
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Crm Name\r\nN:Name;Crm;;;\r\nEND:VCARD\r\n",
+    )
+    .unwrap();
+    let written = s
+        .provider
+        .update(GROUP_ALL, "people/c1", None, &card)
+        .await
+        .unwrap();
+    let stored = s.fake.person("people/c1").unwrap();
+    assert_eq!(stored["names"][0]["givenName"], "Crm");
+    assert_eq!(stored["etag"].as_str(), written.etag.as_deref());
+    // Fields the card no longer has are cleared through the update mask.
+    assert!(stored.get("emailAddresses").is_none(), "{stored}");
+    // Memberships are not in the mask and stay.
+    assert!(stored["memberships"]
+        .as_array()
+        .is_some_and(|m| !m.is_empty()));
+    let err = s
+        .provider
+        .update(GROUP_ALL, "people/c404", None, &card)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::NotFound), "{err:?}");
+}
