@@ -152,3 +152,31 @@ async fn a_tampered_sealed_refresh_token_is_not_sent() {
     );
     assert!(fake.requests_to("/token").is_empty());
 }
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_resealed_and_used_next_time() {
+    let fake = FakeGoogle::start().await;
+    fake.add_refresh_token("1//rt");
+    fake.rotate_refresh_tokens();
+    let secrets = Arc::new(SecretBox::from_key(&[5u8; 32]).unwrap());
+    let sealed = secrets.seal(b"1//rt").unwrap();
+    let tm = TokenManager::new(
+        client(&fake),
+        reqwest::Client::new(),
+        secrets.clone(),
+        sealed.clone(),
+    );
+
+    let t1 = tm.access_token().await.unwrap();
+    let resealed = tm.sealed_refresh_token().await;
+    assert_ne!(resealed, sealed);
+    let rotated = String::from_utf8(secrets.open(&resealed).unwrap()).unwrap();
+    assert!(rotated.starts_with("1//fake-rotated-"), "{rotated}");
+    assert!(!resealed.contains(&rotated), "stored sealed, not in clear");
+
+    // The old refresh token is dead now; the manager must use the new one.
+    tm.invalidate(&t1).await;
+    let t2 = tm.access_token().await.unwrap();
+    assert_ne!(t1, t2);
+    assert!(tm.needs_reauthorization().await.is_none());
+}

@@ -75,6 +75,7 @@ struct State {
     token_lifetime: u64,
     issued: u64,
     throttle: Option<(u32, u64)>,
+    rotate_refresh: bool,
     requests: Vec<Recorded>,
 }
 
@@ -334,6 +335,11 @@ impl FakeGoogle {
             .unwrap()
             .refresh_tokens
             .insert(token.to_string(), true);
+    }
+
+    /// Each refresh returns a new refresh token and revokes the old one (as Microsoft does).
+    pub fn rotate_refresh_tokens(&self) {
+        self.state.lock().unwrap().rotate_refresh = true;
     }
 
     /// `expires_in` for new access tokens.
@@ -674,6 +680,13 @@ fn token_endpoint(st: &mut State, body: &Bytes) -> Response {
         Some("refresh_token") => {
             let rt = f.get("refresh_token").cloned().unwrap_or_default();
             match st.refresh_tokens.get(&rt) {
+                Some(false) if st.rotate_refresh => {
+                    st.refresh_tokens.insert(rt, true);
+                    st.issued += 1;
+                    let next = format!("1//fake-rotated-{}", st.issued);
+                    st.refresh_tokens.insert(next.clone(), false);
+                    token_ok(st, Some(next))
+                }
                 Some(false) => token_ok(st, None),
                 _ => error(StatusCode::BAD_REQUEST, "oauth_invalid_grant.json"),
             }
