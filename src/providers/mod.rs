@@ -16,7 +16,9 @@ use async_trait::async_trait;
 
 use crate::vcard::VCard;
 
+pub mod google;
 pub mod http;
+pub mod oauth;
 
 /// Which protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
