@@ -560,3 +560,31 @@ async fn fake_pages_have_the_fixture_shape() {
         row
     });
 }
+
+/// A token source whose grant was revoked.
+struct RevokedGrant;
+
+#[async_trait]
+impl AccessTokenSource for RevokedGrant {
+    async fn access_token(&self) -> Result<String, ProviderError> {
+        Err(ProviderError::NeedsReauthorization("invalid_grant".into()))
+    }
+    async fn invalidate(&self, _token: &str) {}
+}
+
+#[tokio::test]
+async fn a_revoked_grant_surfaces_as_needs_reauthorization_without_requests() {
+    let fake = FakeGraph::start("tok").await;
+    fake.add_folder(FOLDER, "Contacts", None);
+    let mut cfg = GraphConfig::new("revoked@contoso.com");
+    cfg.base_url = fake.base.clone();
+    cfg.retry = fast_retry();
+    let p = GraphProvider::new(cfg, Arc::new(RevokedGrant)).unwrap();
+    let err = p.pull(FOLDER, None).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::NeedsReauthorization(_)),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    assert!(fake.requests().is_empty());
+}

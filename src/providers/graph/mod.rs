@@ -538,6 +538,30 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn duplicates_in_a_page_collapse_to_the_last_occurrence() {
+        let p = provider("https://graph.microsoft.com/v1.0");
+        let rows = vec![
+            serde_json::json!({"id": "a", "changeKey": "1", "displayName": "Old"}),
+            serde_json::json!({"id": "b", "changeKey": "1", "displayName": "B"}),
+            serde_json::json!({"id": "a", "changeKey": "2", "displayName": "New"}),
+            serde_json::json!({"id": "b", "@removed": {"reason": "changed"}}),
+            serde_json::json!({"id": "c", "changeKey": 5}),
+            serde_json::json!({"displayName": "no id"}),
+        ];
+        let changes = p.changes_of("F", rows).await.unwrap();
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        match &changes[0] {
+            RemoteChange::Upsert(i) => {
+                assert_eq!(i.id, "a");
+                assert_eq!(i.etag.as_deref(), Some("W/\"2\""));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(changes[1], RemoteChange::Delete { id: "b".into() });
+        assert!(matches!(&changes[2], RemoteChange::Invalid { id, .. } if id == "c"));
+    }
+
     #[test]
     fn app_only_uses_users_path() {
         let mut cfg = GraphConfig::new("jane@contoso.com");
