@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use cardbridge::sync::fields::{names, FieldMap, FieldValue};
 use cardbridge::sync::merge::Policy;
 use cardbridge::sync::reconcile::{
-    reconcile, Base, CrmPerson, CrmState, Direction, FieldDirections, ItemInput, LinkCandidate, Op,
-    PersonMark, RemoteItem, RemoteMark, RemoteState, Rule, Track,
+    reconcile, Base, CrmPerson, CrmState, Direction, FieldDirection, FieldDirections, ItemInput,
+    LinkCandidate, Op, PersonMark, RemoteItem, RemoteMark, RemoteState, Rule, Track,
 };
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
@@ -63,6 +63,8 @@ struct World {
     /// How often each rule fired and how many runs crashed (the coverage test reads them).
     rules: BTreeMap<Rule, usize>,
     crashes: usize,
+    /// The connection's field directions.
+    mapping: FieldDirections,
 }
 
 struct Crash;
@@ -227,7 +229,7 @@ impl World {
                 base,
                 link_candidate,
             };
-            let plan = reconcile(&input, direction, policy, &FieldDirections::all_both());
+            let plan = reconcile(&input, direction, policy, &self.mapping);
             *self.rules.entry(plan.rule).or_default() += 1;
             if !plan.is_nothing() {
                 non_trivial += 1;
@@ -248,7 +250,7 @@ impl World {
                 base: None,
                 link_candidate: None,
             };
-            let plan = reconcile(&input, direction, policy, &FieldDirections::all_both());
+            let plan = reconcile(&input, direction, policy, &self.mapping);
             *self.rules.entry(plan.rule).or_default() += 1;
             if !plan.is_nothing() {
                 non_trivial += 1;
@@ -477,9 +479,12 @@ impl World {
                 self.agreed.insert(id.clone(), r_after);
                 continue;
             };
-            let agreed = self.agreed.get(id).cloned().unwrap_or_default();
-            // A side that had no person is "unchanged" relative to the agreed values.
-            let c_before = c_before.clone().unwrap_or_else(|| agreed.clone());
+            // A side that had no person starts fresh: the engine creates or links it against
+            // an empty base.
+            let (agreed, c_before) = match c_before {
+                Some(c) => (self.agreed.get(id).cloned().unwrap_or_default(), c.clone()),
+                None => (Values::new(), Values::new()),
+            };
             let keys: BTreeSet<&String> = agreed
                 .keys()
                 .chain(c_before.keys())
@@ -487,30 +492,42 @@ impl World {
                 .chain(c_after.keys())
                 .chain(r_after.keys())
                 .collect();
+            let mut next_agreed = Values::new();
             for k in keys {
+                let field = k.split('/').next().unwrap_or(k);
+                let to_crm = self.mapping.get(field).to_crm();
+                let to_provider =
+                    direction == Direction::TwoWay && self.mapping.get(field).to_provider();
                 let (a, c, r) = (agreed.get(k), c_before.get(k), r_before.get(k));
-                let crm_wins = (c, if direction == Direction::TwoWay { c } else { r });
-                let remote_wins = (r, r);
-                let allowed: Vec<(Option<&String>, Option<&String>)> = if c == r {
-                    vec![(c, c)]
+                let merged: Vec<Option<&String>> = if c == r {
+                    vec![c]
                 } else if c == a {
-                    vec![remote_wins]
+                    vec![r]
                 } else if r == a {
-                    vec![crm_wins]
+                    vec![c]
                 } else {
                     match policy {
-                        Policy::ProviderWins => vec![remote_wins],
-                        Policy::CrmWins => vec![crm_wins],
-                        Policy::NewestWins => vec![remote_wins, crm_wins],
+                        Policy::ProviderWins => vec![r],
+                        Policy::CrmWins => vec![c],
+                        Policy::NewestWins => vec![r, c],
                     }
                 };
+                let allowed: Vec<(Option<&String>, Option<&String>)> = merged
+                    .into_iter()
+                    .map(|m| (if to_crm { m } else { c }, if to_provider { m } else { r }))
+                    .collect();
                 let got = (c_after.get(k), r_after.get(k));
                 prop_assert!(
                     allowed.contains(&got),
                     "{id} {k}: agreed {a:?} crm {c:?} remote {r:?} -> got {got:?}, allowed {allowed:?}"
                 );
+                // The agreed value is the one on the side the field flows from.
+                let source = if !to_crm && to_provider { got.0 } else { got.1 };
+                if let Some(v) = source {
+                    next_agreed.insert(k.clone(), v.clone());
+                }
             }
-            self.agreed.insert(id.clone(), r_after);
+            self.agreed.insert(id.clone(), next_agreed);
         }
         Ok(())
     }
@@ -625,7 +642,19 @@ fn apply_edit(fields: &mut FieldMap, edit: &Edit) -> bool {
 }
 
 fn run(actions: Vec<Action>, direction: Direction, policy: Policy) -> Result<World, TestCaseError> {
-    let mut w = World::default();
+    run_with(actions, direction, policy, FieldDirections::all_both())
+}
+
+fn run_with(
+    actions: Vec<Action>,
+    direction: Direction,
+    policy: Policy,
+    mapping: FieldDirections,
+) -> Result<World, TestCaseError> {
+    let mut w = World {
+        mapping,
+        ..World::default()
+    };
     let mut entity = 0u64;
     for action in actions {
         let now = w.tick();
@@ -791,7 +820,17 @@ fn run(actions: Vec<Action>, direction: Direction, policy: Policy) -> Result<Wor
             if let (Some(_), Some(pm)) = (&b.remote, b.person) {
                 let card = &w.remote[uid];
                 let person = &w.crm[&pm.person_id];
-                prop_assert_eq!(&card.fields, &person.fields, "{} disagrees", uid);
+                for f in [ENTITY, names::NAME, names::NOTES, names::EMAILS] {
+                    if w.mapping.get(f) == FieldDirection::Both {
+                        prop_assert_eq!(
+                            card.fields.get(f),
+                            person.fields.get(f),
+                            "{} disagrees on {}",
+                            uid,
+                            f
+                        );
+                    }
+                }
             }
         }
     }
@@ -867,6 +906,14 @@ proptest! {
     #[test]
     fn one_way_provider_wins(actions in proptest::collection::vec(action(), 1..60)) {
         run(actions, Direction::OneWay, Policy::ProviderWins).map(|_| ())?;
+    }
+
+    #[test]
+    fn two_way_with_one_directional_fields(actions in proptest::collection::vec(action(), 1..60)) {
+        let mapping = FieldDirections::all_both()
+            .with(names::NAME, FieldDirection::ToProvider)
+            .with(names::NOTES, FieldDirection::ToCrm);
+        run_with(actions, Direction::TwoWay, Policy::NewestWins, mapping).map(|_| ())?;
     }
 
     #[test]
