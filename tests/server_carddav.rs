@@ -823,7 +823,7 @@ async fn visibility_every_setting_two_roles_and_sync_removals() {
         (Plan::Gold, Visibility::EntireCompany, true, true),
         (Plan::Platinum, Visibility::OwnerOnly, false, false),
         (Plan::Platinum, Visibility::OwnersRole, true, false),
-        (Plan::Platinum, Visibility::OwnersRoleAndBelow, true, true),
+        (Plan::Platinum, Visibility::OwnersRoleAndBelow, true, false),
         (Plan::Platinum, Visibility::EntireCompany, true, true),
     ];
     let mut tokens = std::collections::HashMap::new();

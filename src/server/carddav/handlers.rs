@@ -1232,14 +1232,8 @@ impl<'a> Cx<'a> {
             .stage_delete(&mut batch, pid, Some(f.person.version))
             .await?;
         d.stage_card_delete(&mut batch, pid, old.as_ref());
-        for c in std::iter::once(PERSONS_COLL).chain(d.person_colls(self.user.id, pid).await?) {
-            if let Some(n) = d.chosen_name(self.user.id, c, pid).await? {
-                d.stage_name_delete(&mut batch, self.user.id, c, &n, pid);
-            }
-        }
-        if coll != PERSONS_COLL {
-            d.stage_name_delete(&mut batch, self.user.id, coll, name, pid);
-        }
+        // Name mappings stay: the next sync reports the removal under the href the client
+        // knows, and resolution checks that the person still exists.
         commit(self.st, batch).await?;
         drop(staged);
         Ok(empty(StatusCode::NO_CONTENT))
