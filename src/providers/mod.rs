@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::vcard::VCard;
 
+pub mod carddav;
 pub mod http;
 
 /// Which protocol a connection speaks.
