@@ -227,11 +227,7 @@ impl DavClient {
         url: &Url,
         propfind: &Propfind,
     ) -> Result<DavResponse, ProviderError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            HeaderName::from_static("depth"),
-            HeaderValue::from_static(propfind.depth.as_str()),
-        );
+        let headers = xml_headers(Some(propfind.depth.as_str()));
         self.send(
             names::METHOD_PROPFIND,
             url,
