@@ -303,7 +303,16 @@ async fn xandikos() {
 async fn xandikos_needs_content_type_and_takes_non_uri_tokens() {
     let x = Xandikos::start();
     // Without Content-Type, Xandikos refuses a PROPFIND; our client always sends one.
-    let resp = raw("PROPFIND", &x.addressbook_url, None, None).await;
+    let resp = reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
+            &x.addressbook_url,
+        )
+        .header("depth", "0")
+        .body(cardbridge::dav::discovery::principal_request().body())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 415);
     let p = CarddavProvider::connect(Url::parse(&x.url).unwrap(), Auth::None, Profile::generic())
         .unwrap();
