@@ -58,10 +58,10 @@ fn convert_apple_anniversaries(entries: &mut Vec<VCardEntry>) {
         .iter()
         .filter(|e| {
             other_name_is(e, PROP_X_ABLABEL)
-                && e.values
-                    .first()
-                    .and_then(|v| v.as_text())
-                    .is_some_and(|t| t.eq_ignore_ascii_case(ABLABEL_ANNIVERSARY))
+                && e.values.first().and_then(|v| v.as_text()).is_some_and(|t| {
+                    t.eq_ignore_ascii_case(ABLABEL_ANNIVERSARY)
+                        || t.trim().eq_ignore_ascii_case("anniversary")
+                })
         })
         .filter_map(|e| e.group.clone())
         .collect();
@@ -107,6 +107,19 @@ fn normalize_entry(entry: &mut VCardEntry) {
         }
     }
     match entry.name {
+        // calcard's list tokenizer trims and collapses blanks only sometimes: make it always.
+        VCardProperty::Categories | VCardProperty::Nickname => {
+            for value in &mut entry.values {
+                if let VCardValue::Text(text) = value {
+                    if text.contains(char::is_whitespace) {
+                        *text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    }
+                }
+            }
+            entry
+                .values
+                .retain(|v| !matches!(v, VCardValue::Text(t) if t.is_empty()));
+        }
         VCardProperty::Kind => {
             for value in &mut entry.values {
                 if let VCardValue::Text(text) = value {
@@ -190,11 +203,10 @@ fn normalize_entry(entry: &mut VCardEntry) {
                 if is_binary_prop
                     && !text.contains(',')
                     && VCardType::parse(text.as_bytes()).is_none()
+                    && !text.eq_ignore_ascii_case(TYPE_PREF)
                 {
-                    if !text.eq_ignore_ascii_case(TYPE_PREF) {
-                        media_hint.get_or_insert(text);
-                        continue;
-                    }
+                    media_hint.get_or_insert(text);
+                    continue;
                 }
                 for word in text.split(',') {
                     push_type_word(word, is_email, &mut types, &mut want_pref);
@@ -217,6 +229,15 @@ fn normalize_entry(entry: &mut VCardEntry) {
                 }
             }
             (VCardParameterName::Pref, _) => want_pref = true,
+            (VCardParameterName::Other(name), VCardParameterValue::Null)
+                if is_binary_prop
+                    && VCardType::parse(name.as_bytes()).is_none()
+                    && legacy_media_type(entry.name.as_str(), name).is_some()
+                    && !name.eq_ignore_ascii_case(TYPE_PREF)
+                    && !name.eq_ignore_ascii_case("BASE64") =>
+            {
+                media_hint.get_or_insert(name.clone());
+            }
             (VCardParameterName::Other(name), VCardParameterValue::Null)
                 if is_legacy_type_word(name) =>
             {

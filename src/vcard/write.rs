@@ -281,6 +281,8 @@ pub(crate) fn write_entry(line: &mut String, entry: &VCardEntry, dialect: Dialec
         Sep::Comma => (is_text, true),
         Sep::Semicolon => (true, is_text),
         Sep::Structured => (true, true),
+        // Unknown properties keep their raw `;`/`,` (X-ANDROID-CUSTOM, X-MS-OL-DESIGN, ...).
+        Sep::None if matches!(entry.name, VCardProperty::Other(_)) => (false, false),
         Sep::None => (is_text, is_text),
     };
     let sep_char = if sep == Sep::Comma { ',' } else { ';' };
@@ -374,11 +376,9 @@ fn write_param_value(line: &mut String, value: &VCardParameterValue) {
 }
 
 /// A parameter value: RFC 6868 carets for `^`, newline and `"`; quoted when it holds `,` `:` `;`
-/// or edge whitespace; backslash doubled because calcard reads it as an escape.
+/// or whitespace (calcard collapses unquoted runs); backslash doubled because calcard reads it as an escape.
 pub(crate) fn push_param_text(line: &mut String, text: &str) {
-    let quote = text.bytes().any(|b| matches!(b, b',' | b':' | b';'))
-        || text.starts_with([' ', '\t'])
-        || text.ends_with([' ', '\t']);
+    let quote = text.bytes().any(|b| matches!(b, b',' | b':' | b';')) || text.contains([' ', '\t']);
     if quote {
         line.push('"');
     }
@@ -420,6 +420,19 @@ pub(crate) fn fold_into(out: &mut String, line: &str) {
         while cut > start && !line.is_char_boundary(cut) {
             cut -= 1;
         }
+        // calcard trims whitespace around a fold in list values: never fold beside a blank.
+        let bytes = line.as_bytes();
+        let blank = |i: usize| bytes.get(i).is_some_and(|b| matches!(b, b' ' | b'\t'));
+        let mut c = cut;
+        while c > start + 1 && (blank(c - 1) || blank(c)) {
+            c -= 1;
+            while c > start && !line.is_char_boundary(c) {
+                c -= 1;
+            }
+        }
+        if c > start + 8 {
+            cut = c;
+        }
         out.push_str(line.get(start..cut).unwrap_or_default());
         out.push_str("\r\n ");
         start = cut;
@@ -449,6 +462,6 @@ mod tests {
     fn param_carets() {
         let mut s = String::new();
         push_param_text(&mut s, "a\nb \"c\" ^");
-        assert_eq!(s, "a^nb ^'c^' ^^");
+        assert_eq!(s, "\"a^nb ^'c^' ^^\"");
     }
 }
