@@ -678,8 +678,9 @@ impl<'a> Cx<'a> {
             return Ok(r);
         }
         let mk = Mkcol::parse_request(body)?;
-        if !(mk.resourcetype.collection && mk.resourcetype.addressbook)
-            || !mk.resourcetype.other.is_empty()
+        if !(mk.resourcetype.collection
+            && mk.resourcetype.addressbook
+            && mk.resourcetype.other.is_empty())
             || mk.resourcetype.principal
         {
             return Err(Mkcol::refuse_resourcetype());
@@ -1002,7 +1003,7 @@ impl<'a> Cx<'a> {
         let want = accept_version(self.headers);
         let r = self.render_person(&found.person, want).await?;
         if let Some(inm) = self.headers.get(http::header::IF_NONE_MATCH) {
-            if etag_list_matches(inm, &[r.etag.clone()]) {
+            if etag_list_matches(inm, std::slice::from_ref(&r.etag)) {
                 let mut resp = empty(StatusCode::NOT_MODIFIED);
                 set_etag(&mut resp, &r.etag);
                 return Ok(resp);
