@@ -104,3 +104,82 @@ pub struct Person {
     /// Bumped by every write; used for optimistic concurrency and ETags.
     pub version: u64,
 }
+
+/// The syncable subset of a person: what a vCard maps to (no ids, ACL or timestamps).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonFields {
+    /// Full display name.
+    pub name: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Email addresses.
+    pub emails: Vec<LabeledValue>,
+    /// Phone numbers.
+    pub phones: Vec<LabeledValue>,
+    /// Organization.
+    pub org_name: String,
+    /// Job title.
+    pub job_title: String,
+    /// Postal addresses.
+    pub addresses: Vec<Address>,
+    /// Birthday, `YYYY-MM-DD` or `--MM-DD`.
+    pub birthday: Option<String>,
+    /// Free-text notes.
+    pub notes: String,
+    /// Web addresses.
+    pub urls: Vec<String>,
+    /// Labels (vCard CATEGORIES).
+    pub labels: Vec<String>,
+}
+
+impl Person {
+    /// The syncable fields.
+    pub fn fields(&self) -> PersonFields {
+        PersonFields {
+            name: self.name.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            emails: self.emails.clone(),
+            phones: self.phones.clone(),
+            org_name: self.org_name.clone(),
+            job_title: self.job_title.clone(),
+            addresses: self.addresses.clone(),
+            birthday: self.birthday.clone(),
+            notes: self.notes.clone(),
+            urls: self.urls.clone(),
+            labels: self.labels.clone(),
+        }
+    }
+
+    /// Replaces the syncable fields, leaving id, ACL, timestamps and version alone.
+    pub fn set_fields(&mut self, f: PersonFields) {
+        let PersonFields {
+            name,
+            first_name,
+            last_name,
+            emails,
+            phones,
+            org_name,
+            job_title,
+            addresses,
+            birthday,
+            notes,
+            urls,
+            labels,
+        } = f;
+        self.name = name;
+        self.first_name = first_name;
+        self.last_name = last_name;
+        self.emails = emails;
+        self.phones = phones;
+        self.org_name = org_name;
+        self.job_title = job_title;
+        self.addresses = addresses;
+        self.birthday = birthday;
+        self.notes = notes;
+        self.urls = urls;
+        self.labels = labels;
+    }
+}
