@@ -15,10 +15,13 @@ use cardbridge::crm::users::{AuthMethod, Company, Plan, RoleError};
 use cardbridge::crm::{Acl, LabeledValue, PersonFields, Visibility};
 use cardbridge::store::{scan_all, Batch, ScanPage, Space, Store, StoreError, Write};
 
+/// (keyspace, key) → value.
+type Cells = BTreeMap<(String, Vec<u8>), Vec<u8>>;
+
 /// A BTreeMap-backed store implementing the contract literally (guards, then writes).
 #[derive(Default)]
 struct MapStore {
-    data: Mutex<BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    data: Mutex<Cells>,
     seqs: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -686,4 +689,76 @@ async fn get_person_as_hides_invisible_persons() {
         .await
         .unwrap()
         .is_none());
+}
+
+#[tokio::test]
+async fn view_delta_reports_additions_and_removals_per_user() {
+    use cardbridge::crm::repo::view_delta;
+    let (crm, _) = crm().await;
+    let mk = |login: &str| NewUser {
+        login: login.into(),
+        name: login.into(),
+        email: String::new(),
+        role_id: None,
+        is_admin: false,
+        password: "pw".into(),
+    };
+    let owner = crm.create_user(mk("owner")).await.unwrap();
+    let fan = crm.create_user(mk("fan")).await.unwrap();
+    let stranger = crm.create_user(mk("stranger")).await.unwrap();
+    let start = crm.current_seq();
+
+    // Becomes visible to the fan, then stops being visible; another one is deleted.
+    let p = crm
+        .create_person(jane(), acl(owner.id, Visibility::OwnerFollowers))
+        .await
+        .unwrap();
+    let q = crm
+        .create_person(jane(), acl(owner.id, Visibility::EntireCompany))
+        .await
+        .unwrap();
+    let mut followed = p.acl();
+    followed.followers = vec![fan.id];
+    crm.update_person(p.id, 1, p.fields(), followed)
+        .await
+        .unwrap();
+    let mid = crm.current_seq();
+    crm.update_person(p.id, 2, p.fields(), p.acl())
+        .await
+        .unwrap();
+    crm.delete_person(q.id, None).await.unwrap();
+
+    let ctx = crm.access_context().await.unwrap();
+    let first = crm.changes_since(start, 100).await.unwrap().changes;
+    let upto_mid: Vec<_> = first.iter().filter(|c| c.seq <= mid).cloned().collect();
+    let d = view_delta(&fan, &ctx, &upto_mid);
+    assert_eq!(d.upserts, [p.id, q.id].into());
+    assert!(d.removals.is_empty());
+    assert!(!d.context_changed);
+
+    // From the fan's token at `mid`: p unfollowed and q deleted are both removals.
+    let later = crm.changes_since(mid, 100).await.unwrap().changes;
+    let d = view_delta(&fan, &ctx, &later);
+    assert!(d.upserts.is_empty());
+    assert_eq!(d.removals, [p.id, q.id].into());
+
+    // The owner still sees p; q is gone.
+    let d = view_delta(&owner, &ctx, &first);
+    assert_eq!(d.upserts, [p.id].into());
+    assert_eq!(d.removals, [q.id].into());
+
+    // A stranger never saw p: it is not reported at all; q was company-wide.
+    let d = view_delta(&stranger, &ctx, &first);
+    assert!(d.upserts.is_empty());
+    assert_eq!(d.removals, [q.id].into());
+
+    // Context changes are flagged.
+    crm.set_company(Company {
+        name: String::new(),
+        plan: Plan::Gold,
+    })
+    .await
+    .unwrap();
+    let tail = crm.changes_since(mid, 100).await.unwrap().changes;
+    assert!(view_delta(&fan, &ctx, &tail).context_changed);
 }

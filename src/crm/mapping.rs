@@ -600,10 +600,20 @@ fn insert_at_end(card: &mut VCard, e: VCardEntry) {
     card.entries.insert(pos, e);
 }
 
-/// Inserts after the last entry of `prop`, else at the end.
+/// Inserts after the last entry of `prop` (and the label of its group), else at the end.
 fn insert_after_last(card: &mut VCard, prop: &VCardProperty, e: VCardEntry) -> usize {
     match card.entries.iter().rposition(|x| &x.name == prop) {
-        Some(i) => {
+        Some(mut i) => {
+            if let Some(g) = card.entries[i].group.clone() {
+                while card.entries.get(i + 1).is_some_and(|x| {
+                    is_ablabel(x)
+                        && x.group
+                            .as_deref()
+                            .is_some_and(|y| y.eq_ignore_ascii_case(&g))
+                }) {
+                    i += 1;
+                }
+            }
             card.entries.insert(i + 1, e);
             i + 1
         }

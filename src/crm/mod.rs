@@ -12,6 +12,6 @@ pub use mapping::{CrmField, Direction, MappingConfig, MappingPreview};
 pub use person::{
     Address, LabeledValue, Person, PersonFields, PersonId, RoleId, UserId, Visibility,
 };
-pub use repo::{Change, ChangeEvent, Crm, CrmError};
+pub use repo::{view_delta, Change, ChangeEvent, Crm, CrmError, ViewDelta};
 pub use users::{AppPassword, Company, Plan, Role, RoleTree, User};
 pub use visibility::{access, can_edit, can_view, Access, AccessContext, Acl};

@@ -104,9 +104,6 @@ pub enum CrmError {
         /// The current watermark.
         current: u64,
     },
-    /// The viewer may not do this (answered like [`CrmError::NotFound`] to outsiders).
-    #[error("not permitted")]
-    Forbidden,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -121,7 +118,7 @@ impl CrmError {
             CrmError::Concurrent(_) | CrmError::LoginTaken(_) | CrmError::RoleInUse(_) => 409,
             CrmError::Visibility(e) => e.http_status(),
             CrmError::Role(_) => 422,
-            CrmError::FutureSeq { .. } | CrmError::Forbidden => 403,
+            CrmError::FutureSeq { .. } => 403,
             CrmError::Credential(CredentialError::Empty) => 422,
             CrmError::Credential(_) => 500,
             CrmError::Store(e) => e.http_status(),
@@ -220,6 +217,54 @@ pub struct ChangePage {
     pub next_seq: u64,
     /// True when the limit stopped the page before the watermark.
     pub more: bool,
+}
+
+/// What a page of the change log means for one viewer's address book.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewDelta {
+    /// Persons visible to the viewer now that were written in the range: report them
+    /// (added or changed; a client cannot tell the difference from a sync report).
+    pub upserts: BTreeSet<PersonId>,
+    /// Persons the viewer may have seen before that are deleted or no longer visible:
+    /// report them as removed (404). May name persons the client never had; that is harmless.
+    pub removals: BTreeSet<PersonId>,
+    /// An ACL-context change (plan, role tree, a user's role or admin flag, a removed user)
+    /// happened in the range: the per-person delta is not enough, recompute the whole view.
+    pub context_changed: bool,
+}
+
+/// Folds log entries into the delta of one viewer, in O(changes). `ctx` is the CURRENT
+/// context; the last `after` ACL of each person in the range is taken as its current ACL, so
+/// pass a complete page (changes up to a watermark), in order.
+pub fn view_delta(viewer: &User, ctx: &AccessContext, changes: &[Change]) -> ViewDelta {
+    let mut last: BTreeMap<PersonId, Option<&Acl>> = BTreeMap::new();
+    let mut seen_before: BTreeSet<PersonId> = BTreeSet::new();
+    let mut delta = ViewDelta::default();
+    for c in changes {
+        match &c.event {
+            ChangeEvent::Person {
+                person_id,
+                before,
+                after,
+                ..
+            } => {
+                let visible = |a: &Acl| access(viewer, a, ctx).view;
+                if before.as_ref().is_some_and(visible) || after.as_ref().is_some_and(visible) {
+                    seen_before.insert(*person_id);
+                }
+                last.insert(*person_id, after.as_ref());
+            }
+            _ => delta.context_changed = true,
+        }
+    }
+    for (id, now) in last {
+        if now.is_some_and(|a| access(viewer, a, ctx).view) {
+            delta.upserts.insert(id);
+        } else if seen_before.contains(&id) {
+            delta.removals.insert(id);
+        }
+    }
+    delta
 }
 
 /// A page of persons.
