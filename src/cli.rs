@@ -19,6 +19,21 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the service: REST API, CardDAV server, web page and scheduler.
+    Serve {
+        /// Address and port to listen on [default: 127.0.0.1:8080; env CARDBRIDGE_LISTEN].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Data directory [default: ./data; env CARDBRIDGE_DATA].
+        #[arg(long = "data")]
+        data: Option<PathBuf>,
+        /// TOML config file (see docs/CONFIG.md) [env CARDBRIDGE_CONFIG].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Log format [default: pretty; env CARDBRIDGE_LOG_FORMAT].
+        #[arg(long = "log-format", value_enum)]
+        log_format: Option<crate::config::LogFormat>,
+    },
     /// vCard tools.
     Vcard {
         /// Which vCard tool.
@@ -113,6 +128,12 @@ pub enum OutputFormat {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Serve {
+            listen,
+            data,
+            config,
+            log_format,
+        } => serve_command(listen, data, config, log_format),
         Command::Vcard {
             command: VcardCommand::Normalize { to, files },
         } => {
@@ -210,6 +231,47 @@ pub fn discover_command(
         }
         Err(e) => {
             eprintln!("discovery failed: {e}");
+            1
+        }
+    }
+}
+
+/// `serve`: loads the configuration, then runs the service until SIGINT/SIGTERM.
+pub fn serve_command(
+    listen: Option<std::net::SocketAddr>,
+    data: Option<PathBuf>,
+    config: Option<PathBuf>,
+    log_format: Option<crate::config::LogFormat>,
+) -> i32 {
+    use crate::config::{Config, Overrides, ENV_CONFIG};
+    let file = config.or_else(|| std::env::var_os(ENV_CONFIG).map(PathBuf::from));
+    let flags = Overrides {
+        listen,
+        data_dir: data,
+        log_format,
+    };
+    let cfg = match Config::load(file.as_deref(), &|k| std::env::var(k).ok(), &flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cardbridge serve: {e}");
+            return 2;
+        }
+    };
+    crate::service::init_tracing(cfg.log_format, &cfg.log_filter);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cardbridge serve: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(crate::service::serve(cfg)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cardbridge serve: {e}");
             1
         }
     }

@@ -1,1 +1,650 @@
 //! The scheduler: runs each connection on its interval and on demand.
+//!
+//! - **Timing.** After a successful run a connection is next due after its interval plus a
+//!   random jitter in `0..=jitter`. After `n` consecutive failures it is due after
+//!   `min(backoff_base · 2^(n-1), backoff_max)`, and never before the provider's
+//!   `Retry-After`. A failure a retry cannot fix (credentials rejected, re-authorization
+//!   needed) *parks* the connection: it runs again only after [`Scheduler::upsert`] or a manual
+//!   [`Scheduler::refresh`].
+//! - **Concurrency.** At most `max_concurrent` runs at once, and at most `max_per_account`
+//!   runs of one account (Graph allows 4 concurrent requests per mailbox).
+//! - **Fairness.** Due connections start earliest-due first (manual requests ahead of
+//!   scheduled ones); a connection whose account is saturated is skipped, not waited for, so
+//!   it never blocks others. Since a finished run is due again only after its interval, every
+//!   due connection is reached after at most `due / max_concurrent` run lengths: no starvation.
+//! - **Coalescing.** A manual refresh of a connection that is running or already queued joins
+//!   that run ([`RunTicket::joined`]) instead of starting a second one.
+//! - **Restarts.** Next-run times and failure counts are persisted in the [`SCHED_NEXT`]
+//!   keyspace as wall-clock times, so they survive a restart.
+//!
+//! The scheduler knows nothing about syncing: it calls a [`JobRunner`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::store::{Batch, Space, Store, StoreError};
+
+/// A connection id.
+pub type ConnectionId = u64;
+/// A run id (unique over restarts: drawn from [`SEQ_RUN`]).
+pub type RunId = u64;
+
+/// Next-run state per connection: connection id (8 bytes BE) → JSON [`Persisted`].
+pub const SCHED_NEXT: Space = "sched.next_run";
+/// The sequence of run ids.
+pub const SEQ_RUN: Space = "sched.seq.run";
+
+/// Scheduler settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Interval of a connection that does not set its own.
+    pub default_interval: Duration,
+    /// Up to this much is added at random to each interval.
+    pub jitter: Duration,
+    /// First retry delay after a failure.
+    pub backoff_base: Duration,
+    /// The cap of the retry delay (a longer `Retry-After` still wins).
+    pub backoff_max: Duration,
+    /// Global limit of concurrent runs.
+    pub max_concurrent: usize,
+    /// Limit of concurrent runs per account.
+    pub max_per_account: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        crate::config::SchedulerSection::default().to_scheduler()
+    }
+}
+
+impl SchedulerConfig {
+    /// The retry delay after `failures` consecutive failures (≥ 1), before `Retry-After`.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(30);
+        self.backoff_base
+            .saturating_mul(1u32 << exp)
+            .min(self.backoff_max)
+    }
+}
+
+/// What to schedule for one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// The account the per-account limit counts against (e.g. `graph:ann@example.com`).
+    pub account: String,
+    /// The connection's interval; `None` uses the default.
+    pub interval: Option<Duration>,
+}
+
+/// Why a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The interval elapsed.
+    Scheduled,
+    /// A user pressed Refresh (or Start Syncing).
+    Manual,
+}
+
+/// How a run ended, as far as scheduling is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum JobOutcome {
+    /// The run finished.
+    Succeeded,
+    /// The run failed.
+    Failed {
+        /// What went wrong (shown to the user; never contains secrets).
+        message: String,
+        /// The provider asked us to wait this long.
+        retry_after_secs: Option<u64>,
+        /// True when a later retry may succeed without a human (else the job is parked).
+        transient: bool,
+    },
+}
+
+/// Runs one sync of a connection.
+#[async_trait]
+pub trait JobRunner: Send + Sync + 'static {
+    /// Runs connection `connection_id` as run `run_id`.
+    async fn run(&self, connection_id: ConnectionId, run_id: RunId, trigger: Trigger)
+        -> JobOutcome;
+}
+
+/// Why the scheduler refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The connection is not scheduled (not started, or removed).
+    #[error("connection {0} is not scheduled; start syncing it first")]
+    NotScheduled(ConnectionId),
+    /// The scheduler is shutting down.
+    #[error("the scheduler is shutting down")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A handle on a run: its id, and its outcome once it ends.
+#[derive(Debug, Clone)]
+pub struct RunTicket {
+    /// The run.
+    pub run_id: RunId,
+    /// True when this request joined a run that was already running or queued.
+    pub joined: bool,
+    rx: watch::Receiver<Option<JobOutcome>>,
+}
+
+impl RunTicket {
+    /// Waits until the run ends.
+    pub async fn wait(mut self) -> JobOutcome {
+        loop {
+            if let Some(o) = self.rx.borrow().clone() {
+                return o;
+            }
+            if self.rx.changed().await.is_err() {
+                return self.rx.borrow().clone().unwrap_or(JobOutcome::Failed {
+                    message: "the run was abandoned (shutdown)".into(),
+                    retry_after_secs: None,
+                    transient: true,
+                });
+            }
+        }
+    }
+}
+
+/// The persisted schedule of one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Persisted {
+    /// When the connection is next due, milliseconds since the Unix epoch.
+    pub next_run_unix_ms: u64,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// Parked after a failure that needs a human.
+    #[serde(default)]
+    pub parked: bool,
+}
+
+/// A connection's scheduling state, for the API and the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobStatus {
+    /// Seconds until the next scheduled run (0: due now); `None` when parked.
+    pub next_run_in_secs: Option<u64>,
+    /// Wall-clock time of the next scheduled run, ms since the epoch; `None` when parked.
+    pub next_run_unix_ms: Option<u64>,
+    /// The run in progress.
+    pub running: Option<RunId>,
+    /// A manual run waiting for a free slot.
+    pub queued: Option<RunId>,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// Waiting for a human (re-authorization, new credentials).
+    pub parked: bool,
+}
+
+struct Pending {
+    run_id: RunId,
+    tx: watch::Sender<Option<JobOutcome>>,
+}
+
+struct Entry {
+    spec: JobSpec,
+    next_run: Instant,
+    failures: u32,
+    parked: bool,
+    running: Option<(RunId, watch::Receiver<Option<JobOutcome>>)>,
+    manual: Option<Pending>,
+    /// Scheduling generation: an `upsert` during a run must not be undone by its completion.
+    generation: u64,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<ConnectionId, Entry>,
+    per_account: HashMap<String, usize>,
+    running: usize,
+    shutting_down: bool,
+}
+
+struct Inner {
+    config: SchedulerConfig,
+    runner: Arc<dyn JobRunner>,
+    store: Arc<dyn Store>,
+    state: Mutex<State>,
+    wake: Notify,
+    idle: Notify,
+}
+
+/// The scheduler. Cheap to clone; [`Scheduler::start`] spawns its dispatcher.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn key(id: ConnectionId) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+fn wall_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The wall-clock time of an instant.
+fn to_wall(at: Instant) -> u64 {
+    let now_i = Instant::now();
+    let now_w = wall_ms(SystemTime::now());
+    if at >= now_i {
+        now_w.saturating_add((at - now_i).as_millis() as u64)
+    } else {
+        now_w.saturating_sub((now_i - at).as_millis() as u64)
+    }
+}
+
+/// The instant of a wall-clock time (past times become "now").
+fn from_wall(ms: u64) -> Instant {
+    let now_w = wall_ms(SystemTime::now());
+    Instant::now() + Duration::from_millis(ms.saturating_sub(now_w))
+}
+
+impl Scheduler {
+    /// A scheduler over `runner`, persisting in `store`. Nothing runs until [`Self::start`].
+    pub fn new(config: SchedulerConfig, runner: Arc<dyn JobRunner>, store: Arc<dyn Store>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                runner,
+                store,
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// Spawns the dispatcher; it stops after [`Self::shutdown`].
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.dispatch_loop().await })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.inner.config
+    }
+
+    /// Adds a connection or changes its spec. A new connection resumes its persisted
+    /// schedule, or is due now (plus jitter) when it has none. Un-parks a parked connection.
+    pub async fn upsert(&self, spec: JobSpec) -> Result<(), SchedulerError> {
+        let persisted = match self
+            .inner
+            .store
+            .get(SCHED_NEXT, &key(spec.connection_id))
+            .await?
+        {
+            Some(b) => serde_json::from_slice::<Persisted>(&b).ok(),
+            None => None,
+        };
+        let jitter = self.inner.jitter();
+        {
+            let mut st = lock(&self.inner.state);
+            if st.shutting_down {
+                return Err(SchedulerError::ShuttingDown);
+            }
+            match st.entries.get_mut(&spec.connection_id) {
+                Some(e) => {
+                    e.spec = spec;
+                    if e.parked {
+                        e.parked = false;
+                        e.next_run = Instant::now();
+                    }
+                    e.generation += 1;
+                }
+                None => {
+                    let (next_run, failures) = match &persisted {
+                        Some(p) if !p.parked => (from_wall(p.next_run_unix_ms), p.failures),
+                        Some(p) => (Instant::now(), p.failures),
+                        None => (Instant::now() + jitter, 0),
+                    };
+                    st.entries.insert(
+                        spec.connection_id,
+                        Entry {
+                            spec,
+                            next_run,
+                            failures,
+                            parked: false,
+                            running: None,
+                            manual: None,
+                            generation: 0,
+                        },
+                    );
+                }
+            }
+        }
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Stops scheduling a connection and forgets its persisted schedule. A run in progress
+    /// finishes.
+    pub async fn remove(&self, id: ConnectionId) -> Result<(), SchedulerError> {
+        lock(&self.inner.state).entries.remove(&id);
+        let mut b = Batch::new();
+        b.delete(SCHED_NEXT, key(id).to_vec());
+        self.inner.store.commit(b).await?;
+        Ok(())
+    }
+
+    /// Runs a connection now, or joins the run that is already running or queued.
+    pub async fn refresh(&self, id: ConnectionId) -> Result<RunTicket, SchedulerError> {
+        {
+            let st = lock(&self.inner.state);
+            if st.shutting_down {
+                return Err(SchedulerError::ShuttingDown);
+            }
+            let e = st
+                .entries
+                .get(&id)
+                .ok_or(SchedulerError::NotScheduled(id))?;
+            if let Some(t) = Self::existing_ticket(e) {
+                return Ok(t);
+            }
+        }
+        // Allocate the id outside the lock (the store is async), then re-check.
+        let run_id = self.inner.store.next_id(SEQ_RUN).await?;
+        let ticket = {
+            let mut st = lock(&self.inner.state);
+            let e = st
+                .entries
+                .get_mut(&id)
+                .ok_or(SchedulerError::NotScheduled(id))?;
+            if let Some(t) = Self::existing_ticket(e) {
+                return Ok(t);
+            }
+            let (tx, rx) = watch::channel(None);
+            e.manual = Some(Pending { run_id, tx });
+            e.parked = false;
+            RunTicket {
+                run_id,
+                joined: false,
+                rx,
+            }
+        };
+        self.inner.wake.notify_one();
+        Ok(ticket)
+    }
+
+    fn existing_ticket(e: &Entry) -> Option<RunTicket> {
+        if let Some((run_id, rx)) = &e.running {
+            return Some(RunTicket {
+                run_id: *run_id,
+                joined: true,
+                rx: rx.clone(),
+            });
+        }
+        e.manual.as_ref().map(|p| RunTicket {
+            run_id: p.run_id,
+            joined: true,
+            rx: p.tx.subscribe(),
+        })
+    }
+
+    /// The scheduling state of a connection.
+    pub fn status(&self, id: ConnectionId) -> Option<JobStatus> {
+        let st = lock(&self.inner.state);
+        let e = st.entries.get(&id)?;
+        let now = Instant::now();
+        Some(JobStatus {
+            next_run_in_secs: (!e.parked)
+                .then(|| e.next_run.saturating_duration_since(now).as_secs()),
+            next_run_unix_ms: (!e.parked).then(|| to_wall(e.next_run)),
+            running: e.running.as_ref().map(|(r, _)| *r),
+            queued: e.manual.as_ref().map(|p| p.run_id),
+            failures: e.failures,
+            parked: e.parked,
+        })
+    }
+
+    /// Runs in progress.
+    pub fn running(&self) -> usize {
+        lock(&self.inner.state).running
+    }
+
+    /// Connections that are due (or manually requested) but not running: the queue depth.
+    pub fn queue_depth(&self) -> usize {
+        let st = lock(&self.inner.state);
+        let now = Instant::now();
+        st.entries
+            .values()
+            .filter(|e| {
+                e.running.is_none() && (e.manual.is_some() || (!e.parked && e.next_run <= now))
+            })
+            .count()
+    }
+
+    /// Stops starting runs and waits until the running ones have finished.
+    pub async fn shutdown(&self) {
+        lock(&self.inner.state).shutting_down = true;
+        self.inner.wake.notify_one();
+        loop {
+            let idle = self.inner.idle.notified();
+            if lock(&self.inner.state).running == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Inner {
+    fn jitter(&self) -> Duration {
+        let ms = self.config.jitter.as_millis() as u64;
+        if ms == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+        }
+    }
+
+    async fn dispatch_loop(self: Arc<Self>) {
+        loop {
+            let notified = self.wake.notified();
+            let next_wake = {
+                let mut st = lock(&self.state);
+                if st.shutting_down {
+                    return;
+                }
+                self.start_due(&mut st)
+            };
+            match next_wake {
+                Some(at) => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Starts every run the limits allow, earliest-due first; returns when to look again.
+    fn start_due(self: &Arc<Self>, st: &mut State) -> Option<Instant> {
+        let now = Instant::now();
+        let mut due: Vec<(bool, Instant, ConnectionId)> = st
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.running.is_none() && (e.manual.is_some() || (!e.parked && e.next_run <= now))
+            })
+            .map(|(id, e)| (e.manual.is_none(), e.next_run, *id))
+            .collect();
+        due.sort_unstable();
+        for (_, _, id) in due {
+            if st.running >= self.config.max_concurrent {
+                break;
+            }
+            let Some(account) = st.entries.get(&id).map(|e| e.spec.account.clone()) else {
+                continue;
+            };
+            let busy = st.per_account.get(&account).copied().unwrap_or(0);
+            if busy >= self.config.max_per_account {
+                continue;
+            }
+            let Some(e) = st.entries.get_mut(&id) else {
+                continue;
+            };
+            let (run_id, tx, trigger) = match e.manual.take() {
+                Some(p) => (Some(p.run_id), Some(p.tx), Trigger::Manual),
+                None => (None, None, Trigger::Scheduled),
+            };
+            let (tx, rx) = match tx {
+                Some(tx) => {
+                    let rx = tx.subscribe();
+                    (tx, rx)
+                }
+                None => watch::channel(None),
+            };
+            // A scheduled run gets its id asynchronously; 0 marks "being assigned".
+            e.running = Some((run_id.unwrap_or(0), rx));
+            let generation = e.generation;
+            st.running += 1;
+            *st.per_account.entry(account.clone()).or_default() += 1;
+            let inner = self.clone();
+            tokio::spawn(async move {
+                let run_id = match run_id {
+                    Some(r) => r,
+                    None => match inner.store.next_id(SEQ_RUN).await {
+                        Ok(r) => {
+                            let mut st = lock(&inner.state);
+                            if let Some(e) = st.entries.get_mut(&id) {
+                                if let Some((slot, _)) = e.running.as_mut() {
+                                    *slot = r;
+                                }
+                            }
+                            r
+                        }
+                        Err(err) => {
+                            let outcome = JobOutcome::Failed {
+                                message: format!("cannot allocate a run id: {err}"),
+                                retry_after_secs: None,
+                                transient: true,
+                            };
+                            inner.finish(id, &account, generation, outcome, tx).await;
+                            return;
+                        }
+                    },
+                };
+                let outcome = inner.runner.run(id, run_id, trigger).await;
+                inner.finish(id, &account, generation, outcome, tx).await;
+            });
+        }
+        // Next look: the earliest future due time among idle entries.
+        st.entries
+            .values()
+            .filter(|e| e.running.is_none() && !e.parked && e.manual.is_none())
+            .map(|e| e.next_run)
+            .filter(|t| *t > now)
+            .min()
+    }
+
+    async fn finish(
+        &self,
+        id: ConnectionId,
+        account: &str,
+        generation: u64,
+        outcome: JobOutcome,
+        tx: watch::Sender<Option<JobOutcome>>,
+    ) {
+        let persisted = {
+            let mut st = lock(&self.state);
+            st.running = st.running.saturating_sub(1);
+            if let Some(n) = st.per_account.get_mut(account) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    st.per_account.remove(account);
+                }
+            }
+            let jitter = self.jitter();
+            let now = Instant::now();
+            let cfg = &self.config;
+            let persisted = st.entries.get_mut(&id).map(|e| {
+                e.running = None;
+                let replanned = e.generation != generation;
+                match &outcome {
+                    JobOutcome::Succeeded => {
+                        e.failures = 0;
+                        e.parked = false;
+                        let interval = e.spec.interval.unwrap_or(cfg.default_interval);
+                        e.next_run = now + interval + jitter;
+                    }
+                    JobOutcome::Failed {
+                        retry_after_secs,
+                        transient,
+                        ..
+                    } => {
+                        e.failures = e.failures.saturating_add(1);
+                        let mut delay = cfg.backoff(e.failures);
+                        if let Some(ra) = retry_after_secs {
+                            delay = delay.max(Duration::from_secs(*ra));
+                        }
+                        e.next_run = now + delay;
+                        // A changed spec (new credentials) deserves a retry, not a park.
+                        e.parked = !transient && !replanned;
+                    }
+                }
+                Persisted {
+                    next_run_unix_ms: to_wall(e.next_run),
+                    failures: e.failures,
+                    parked: e.parked,
+                }
+            });
+            if st.running == 0 {
+                self.idle.notify_waiters();
+            }
+            persisted
+        };
+        let _ = tx.send(Some(outcome));
+        if let Some(p) = persisted {
+            if let Ok(bytes) = serde_json::to_vec(&p) {
+                let mut b = Batch::new();
+                b.put(SCHED_NEXT, key(id).to_vec(), bytes);
+                if let Err(e) = self.store.commit(b).await {
+                    tracing::warn!(connection = id, error = %e, "cannot persist the next run time");
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let c = SchedulerConfig {
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(100),
+            ..SchedulerConfig::default()
+        };
+        let got: Vec<u64> = (1..=6).map(|n| c.backoff(n).as_secs()).collect();
+        assert_eq!(got, vec![10, 20, 40, 80, 100, 100]);
+        assert_eq!(c.backoff(1000).as_secs(), 100, "no overflow");
+    }
+}

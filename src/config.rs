@@ -1,0 +1,625 @@
+//! The service configuration: a TOML file, `CARDBRIDGE_*` environment overrides and the
+//! `serve` flags, in that order of precedence (defaults < file < environment < flags); and the
+//! private-network policy for the URLs a connection may talk to (SSRF guard).
+//!
+//! Every key and variable is documented in `docs/CONFIG.md`; the tests below keep that file
+//! and [`ENV_VARS`] in step.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// `CARDBRIDGE_LISTEN`: `listen`.
+pub const ENV_LISTEN: &str = "CARDBRIDGE_LISTEN";
+/// `CARDBRIDGE_DATA`: `data_dir`.
+pub const ENV_DATA: &str = "CARDBRIDGE_DATA";
+/// `CARDBRIDGE_CONFIG`: the config file (same as `--config`).
+pub const ENV_CONFIG: &str = "CARDBRIDGE_CONFIG";
+/// `CARDBRIDGE_LOG_FORMAT`: `log_format` (`pretty` or `json`).
+pub const ENV_LOG_FORMAT: &str = "CARDBRIDGE_LOG_FORMAT";
+/// `CARDBRIDGE_LOG`: `log_filter` (a tracing `EnvFilter` directive).
+pub const ENV_LOG: &str = "CARDBRIDGE_LOG";
+/// `CARDBRIDGE_ALLOW_PRIVATE_NETWORKS`: `allow_private_networks` (`true`/`false`).
+pub const ENV_ALLOW_PRIVATE: &str = "CARDBRIDGE_ALLOW_PRIVATE_NETWORKS";
+/// `CARDBRIDGE_TLS_CERT`: `tls.cert`.
+pub const ENV_TLS_CERT: &str = "CARDBRIDGE_TLS_CERT";
+/// `CARDBRIDGE_TLS_KEY`: `tls.key`.
+pub const ENV_TLS_KEY: &str = "CARDBRIDGE_TLS_KEY";
+/// `CARDBRIDGE_SECRET_KEY`: `secret_key` (base64 of 32 bytes).
+pub const ENV_SECRET_KEY: &str = "CARDBRIDGE_SECRET_KEY";
+/// `CARDBRIDGE_ADMIN_LOGIN`: `admin_login`.
+pub const ENV_ADMIN_LOGIN: &str = "CARDBRIDGE_ADMIN_LOGIN";
+/// `CARDBRIDGE_ADMIN_PASSWORD`: the first admin's password (first start only; never stored
+/// in the config, never logged).
+pub const ENV_ADMIN_PASSWORD: &str = "CARDBRIDGE_ADMIN_PASSWORD";
+/// `CARDBRIDGE_SYNC_INTERVAL_SECS`: `scheduler.interval_secs`.
+pub const ENV_SYNC_INTERVAL: &str = "CARDBRIDGE_SYNC_INTERVAL_SECS";
+/// `CARDBRIDGE_SYNC_JITTER_SECS`: `scheduler.jitter_secs`.
+pub const ENV_SYNC_JITTER: &str = "CARDBRIDGE_SYNC_JITTER_SECS";
+/// `CARDBRIDGE_BACKOFF_BASE_SECS`: `scheduler.backoff_base_secs`.
+pub const ENV_BACKOFF_BASE: &str = "CARDBRIDGE_BACKOFF_BASE_SECS";
+/// `CARDBRIDGE_BACKOFF_MAX_SECS`: `scheduler.backoff_max_secs`.
+pub const ENV_BACKOFF_MAX: &str = "CARDBRIDGE_BACKOFF_MAX_SECS";
+/// `CARDBRIDGE_MAX_CONCURRENT_SYNCS`: `scheduler.max_concurrent`.
+pub const ENV_MAX_CONCURRENT: &str = "CARDBRIDGE_MAX_CONCURRENT_SYNCS";
+/// `CARDBRIDGE_MAX_SYNCS_PER_ACCOUNT`: `scheduler.max_per_account`.
+pub const ENV_MAX_PER_ACCOUNT: &str = "CARDBRIDGE_MAX_SYNCS_PER_ACCOUNT";
+
+/// Every environment variable the service reads (documented in `docs/CONFIG.md`).
+pub const ENV_VARS: &[&str] = &[
+    ENV_LISTEN,
+    ENV_DATA,
+    ENV_CONFIG,
+    ENV_LOG_FORMAT,
+    ENV_LOG,
+    ENV_ALLOW_PRIVATE,
+    ENV_TLS_CERT,
+    ENV_TLS_KEY,
+    ENV_SECRET_KEY,
+    ENV_ADMIN_LOGIN,
+    ENV_ADMIN_PASSWORD,
+    ENV_SYNC_INTERVAL,
+    ENV_SYNC_JITTER,
+    ENV_BACKOFF_BASE,
+    ENV_BACKOFF_MAX,
+    ENV_MAX_CONCURRENT,
+    ENV_MAX_PER_ACCOUNT,
+];
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// TLS certificate and key files (PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Scheduler settings (see [`crate::scheduler::SchedulerConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerSection {
+    /// Default interval between two syncs of a connection, seconds.
+    pub interval_secs: u64,
+    /// Up to this many seconds are added at random to each interval.
+    pub jitter_secs: u64,
+    /// First retry delay after a failure, seconds; doubled per consecutive failure.
+    pub backoff_base_secs: u64,
+    /// The cap of the retry delay, seconds.
+    pub backoff_max_secs: u64,
+    /// At most this many syncs run at once.
+    pub max_concurrent: usize,
+    /// At most this many syncs of one account (provider + account email) run at once.
+    pub max_per_account: usize,
+}
+
+impl Default for SchedulerSection {
+    fn default() -> Self {
+        Self {
+            interval_secs: 15 * 60,
+            jitter_secs: 60,
+            backoff_base_secs: 60,
+            backoff_max_secs: 6 * 3600,
+            max_concurrent: 8,
+            max_per_account: 4,
+        }
+    }
+}
+
+impl SchedulerSection {
+    /// As the scheduler's settings.
+    pub fn to_scheduler(&self) -> crate::scheduler::SchedulerConfig {
+        crate::scheduler::SchedulerConfig {
+            default_interval: Duration::from_secs(self.interval_secs),
+            jitter: Duration::from_secs(self.jitter_secs),
+            backoff_base: Duration::from_secs(self.backoff_base_secs),
+            backoff_max: Duration::from_secs(self.backoff_max_secs),
+            max_concurrent: self.max_concurrent.max(1),
+            max_per_account: self.max_per_account.max(1),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// The data directory (sled database, secret key).
+    pub data_dir: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// tracing filter directive (`info`, `cardbridge=debug,tower_http=info`, …).
+    pub log_filter: String,
+    /// Allow connection URLs on loopback, private and link-local networks.
+    pub allow_private_networks: bool,
+    /// Serve HTTPS with these files; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// The credentials key as base64 of 32 bytes; when absent the key lives in
+    /// `data_dir/secret.key` (created on first start, mode 0600).
+    pub secret_key: Option<String>,
+    /// Login of the admin created on first start.
+    pub admin_login: String,
+    /// Scheduler settings.
+    pub scheduler: SchedulerSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            log_format: LogFormat::Pretty,
+            log_filter: "info".into(),
+            allow_private_networks: false,
+            tls: None,
+            secret_key: None,
+            admin_login: "admin".into(),
+            scheduler: SchedulerSection::default(),
+        }
+    }
+}
+
+/// Why the configuration was refused. Each message names the key or variable to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's explanation (names the key and line).
+        message: String,
+    },
+    /// An environment variable has a value of the wrong shape.
+    #[error("environment variable {var}={value:?} is invalid: {expected}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value (never a secret: secrets are not parsed here).
+        value: String,
+        /// What is expected.
+        expected: &'static str,
+    },
+    /// TLS needs both files.
+    #[error(
+        "TLS needs both tls.cert and tls.key ({ENV_TLS_CERT} and {ENV_TLS_KEY}); only one is set"
+    )]
+    TlsHalf,
+}
+
+/// Overrides from the command line (`None`: not given).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (when given), then the environment
+    /// (read through `env`), then `flags`.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        cfg.apply_env(env)?;
+        if let Some(l) = flags.listen {
+            cfg.listen = l;
+        }
+        if let Some(d) = &flags.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(f) = flags.log_format {
+            cfg.log_format = f;
+        }
+        Ok(cfg)
+    }
+
+    /// Parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(
+            var: &'static str,
+            value: String,
+            expected: &'static str,
+        ) -> Result<T, ConfigError> {
+            value.trim().parse().map_err(|_| ConfigError::Env {
+                var,
+                value,
+                expected,
+            })
+        }
+        if let Some(v) = env(ENV_LISTEN) {
+            self.listen = parse(ENV_LISTEN, v, "an address and port like 127.0.0.1:8080")?;
+        }
+        if let Some(v) = env(ENV_DATA) {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env(ENV_LOG_FORMAT) {
+            self.log_format = match v.trim() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: ENV_LOG_FORMAT,
+                        value: v,
+                        expected: "`pretty` or `json`",
+                    })
+                }
+            };
+        }
+        if let Some(v) = env(ENV_LOG) {
+            self.log_filter = v;
+        }
+        if let Some(v) = env(ENV_ALLOW_PRIVATE) {
+            self.allow_private_networks = parse(ENV_ALLOW_PRIVATE, v, "`true` or `false`")?;
+        }
+        let cert = env(ENV_TLS_CERT).map(PathBuf::from);
+        let key = env(ENV_TLS_KEY).map(PathBuf::from);
+        match (cert, key, &mut self.tls) {
+            (None, None, _) => {}
+            (Some(c), Some(k), tls) => *tls = Some(TlsConfig { cert: c, key: k }),
+            (Some(c), None, Some(tls)) => tls.cert = c,
+            (None, Some(k), Some(tls)) => tls.key = k,
+            _ => return Err(ConfigError::TlsHalf),
+        }
+        if let Some(v) = env(ENV_SECRET_KEY) {
+            self.secret_key = Some(v);
+        }
+        if let Some(v) = env(ENV_ADMIN_LOGIN) {
+            self.admin_login = v;
+        }
+        let s = &mut self.scheduler;
+        if let Some(v) = env(ENV_SYNC_INTERVAL) {
+            s.interval_secs = parse(ENV_SYNC_INTERVAL, v, "a number of seconds")?;
+        }
+        if let Some(v) = env(ENV_SYNC_JITTER) {
+            s.jitter_secs = parse(ENV_SYNC_JITTER, v, "a number of seconds")?;
+        }
+        if let Some(v) = env(ENV_BACKOFF_BASE) {
+            s.backoff_base_secs = parse(ENV_BACKOFF_BASE, v, "a number of seconds")?;
+        }
+        if let Some(v) = env(ENV_BACKOFF_MAX) {
+            s.backoff_max_secs = parse(ENV_BACKOFF_MAX, v, "a number of seconds")?;
+        }
+        if let Some(v) = env(ENV_MAX_CONCURRENT) {
+            s.max_concurrent = parse(ENV_MAX_CONCURRENT, v, "a positive number")?;
+        }
+        if let Some(v) = env(ENV_MAX_PER_ACCOUNT) {
+            s.max_per_account = parse(ENV_MAX_PER_ACCOUNT, v, "a positive number")?;
+        }
+        Ok(())
+    }
+}
+
+/// A connection URL refused by the private-network policy or malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlPolicyError {
+    /// Only http and https are allowed.
+    #[error("URL scheme `{0}` is not allowed; use https:// (or http://)")]
+    Scheme(String),
+    /// No host in the URL.
+    #[error("the URL has no host")]
+    NoHost,
+    /// The host is (or resolves to) a loopback, private or link-local address.
+    #[error(
+        "{host} is on a loopback, private or link-local network ({addr}); \
+         set allow_private_networks = true ({ENV_ALLOW_PRIVATE}=true) to allow it"
+    )]
+    Private {
+        /// The host as written.
+        host: String,
+        /// The address that was refused.
+        addr: IpAddr,
+    },
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// True for addresses a server-side request must not reach unless private networks are
+/// allowed: loopback, unspecified, private (RFC 1918, RFC 4193), shared (RFC 6598),
+/// link-local, multicast and broadcast; IPv4-mapped IPv6 is judged as IPv4.
+pub fn is_private(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => is_private_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_v4(v4);
+            }
+            let seg0 = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg0 & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (seg0 & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || v6 == Ipv6Addr::from([0, 0, 0, 0, 0, 0, 0, 1])
+        }
+    }
+}
+
+fn is_private_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10
+}
+
+/// Checks the scheme and, for an IP-literal host (or `localhost`), the address. Host names
+/// are checked after resolution by [`check_url_resolved`].
+pub fn check_url(url: &Url, allow_private: bool) -> Result<(), UrlPolicyError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(UrlPolicyError::Scheme(url.scheme().to_string()));
+    }
+    let host = url.host().ok_or(UrlPolicyError::NoHost)?;
+    if allow_private {
+        return Ok(());
+    }
+    let addr = match host {
+        url::Host::Ipv4(a) => IpAddr::V4(a),
+        url::Host::Ipv6(a) => IpAddr::V6(a),
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            if d == "localhost" || d.ends_with(".localhost") {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                return Ok(());
+            }
+        }
+    };
+    if is_private(addr) {
+        return Err(UrlPolicyError::Private {
+            host: host.to_string(),
+            addr,
+        });
+    }
+    Ok(())
+}
+
+/// [`check_url`], then resolves a host name and refuses it when ANY of its addresses is
+/// private (so a name cannot smuggle a private address in among public ones).
+pub async fn check_url_resolved(url: &Url, allow_private: bool) -> Result<(), UrlPolicyError> {
+    check_url(url, allow_private)?;
+    if allow_private {
+        return Ok(());
+    }
+    let Some(url::Host::Domain(d)) = url.host() else {
+        return Ok(());
+    };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs = tokio::net::lookup_host((d, port))
+        .await
+        .map_err(|e| UrlPolicyError::Resolve {
+            host: d.to_string(),
+            reason: e.to_string(),
+        })?;
+    for a in addrs {
+        if is_private(a.ip()) {
+            return Err(UrlPolicyError::Private {
+                host: d.to_string(),
+                addr: a.ip(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_loopback_8080_and_data() {
+        let c = Config::load(None, &|_| None, &Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(!c.allow_private_networks);
+        assert!(c.tls.is_none());
+        assert_eq!(c.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/var/x\"\nlog_format = \"json\"\n\
+             [scheduler]\ninterval_secs = 30\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), &|_| None, &Overrides::default()).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.scheduler.interval_secs, 30);
+        assert_eq!(c.scheduler.max_per_account, 4, "unset keys keep defaults");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.tls.as_ref().unwrap().key, PathBuf::from("k.pem"));
+
+        let env = env_of(&[
+            (ENV_LISTEN, "127.0.0.1:9100"),
+            (ENV_ALLOW_PRIVATE, "true"),
+            (ENV_TLS_KEY, "other.pem"),
+            (ENV_MAX_CONCURRENT, "3"),
+        ]);
+        let c = Config::load(Some(&path), &env, &Overrides::default()).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert!(c.allow_private_networks);
+        assert_eq!(c.tls.as_ref().unwrap().key, PathBuf::from("other.pem"));
+        assert_eq!(c.tls.as_ref().unwrap().cert, PathBuf::from("c.pem"));
+        assert_eq!(c.scheduler.max_concurrent, 3);
+
+        let flags = Overrides {
+            listen: Some("127.0.0.1:9200".parse().unwrap()),
+            data_dir: Some("/d".into()),
+            log_format: Some(LogFormat::Pretty),
+        };
+        let c = Config::load(Some(&path), &env, &flags).unwrap();
+        assert_eq!(c.listen.port(), 9200);
+        assert_eq!(c.data_dir, PathBuf::from("/d"));
+        assert_eq!(c.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn bad_values_name_what_to_fix() {
+        let e = Config::load(
+            None,
+            &env_of(&[(ENV_LISTEN, "nowhere")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(ENV_LISTEN), "{e}");
+        let e = Config::load(
+            None,
+            &env_of(&[(ENV_TLS_CERT, "c.pem")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::TlsHalf));
+        let e = Config::from_toml("listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn private_network_policy() {
+        for u in [
+            "http://127.0.0.1:5232/",
+            "http://localhost/",
+            "https://10.1.2.3/",
+            "https://192.168.0.1/",
+            "https://172.16.0.1/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/",
+            "https://[fe80::1]/",
+            "https://[fd00::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://100.64.0.1/",
+            "https://0.0.0.0/",
+        ] {
+            let url = Url::parse(u).unwrap();
+            assert!(
+                matches!(check_url(&url, false), Err(UrlPolicyError::Private { .. })),
+                "{u}"
+            );
+            assert!(check_url(&url, true).is_ok(), "{u}");
+        }
+        for u in [
+            "https://93.184.216.34/",
+            "https://contacts.example.com/dav/",
+        ] {
+            assert!(check_url(&Url::parse(u).unwrap(), false).is_ok(), "{u}");
+        }
+        assert!(matches!(
+            check_url(&Url::parse("file:///etc/passwd").unwrap(), true),
+            Err(UrlPolicyError::Scheme(_))
+        ));
+        let e = check_url(&Url::parse("http://127.0.0.1/").unwrap(), false).unwrap_err();
+        assert!(e.to_string().contains("allow_private_networks"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn resolved_names_are_checked_too() {
+        let url = Url::parse("http://localhost.:8080/").unwrap();
+        assert!(check_url_resolved(&url, false).await.is_err());
+    }
+
+    #[test]
+    fn every_env_var_is_documented() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONFIG.md"))
+            .unwrap();
+        for v in ENV_VARS {
+            assert!(doc.contains(v), "docs/CONFIG.md does not mention {v}");
+        }
+        for key in [
+            "listen",
+            "data_dir",
+            "log_format",
+            "log_filter",
+            "allow_private_networks",
+            "secret_key",
+            "admin_login",
+            "[tls]",
+            "[scheduler]",
+            "interval_secs",
+            "jitter_secs",
+            "backoff_base_secs",
+            "backoff_max_secs",
+            "max_concurrent",
+            "max_per_account",
+        ] {
+            assert!(doc.contains(key), "docs/CONFIG.md does not mention {key}");
+        }
+    }
+}
