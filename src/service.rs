@@ -468,7 +468,7 @@ async fn count_requests(
 }
 
 /// The whole HTTP service: API, dashboard, `/healthz`, `/metrics`, plus `extra` (the CardDAV
-/// server's router once merged), with request counting.
+/// server's router, [`crate::server::app`]), with request counting.
 pub fn app(state: ApiState, extra: Option<Router>) -> Router {
     let mut r = Router::new()
         .route("/healthz", get(healthz))
@@ -631,7 +631,12 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         }
     }
     let scheduler = state.scheduler.clone();
-    let router = app(state, None);
+    // The CardDAV server shares the one `Crm` (and so the one change log) with the API.
+    let carddav = crate::server::app(crate::server::AppState::new(
+        Arc::new(state.core.crm.clone()),
+        crate::server::ServerConfig::default(),
+    ));
+    let router = app(state, Some(carddav));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
