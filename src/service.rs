@@ -45,8 +45,8 @@ use connections::{
 use metrics::{Area, Gauges, Metrics, PROMETHEUS_CONTENT_TYPE};
 use secrets::SecretBox;
 
-pub use crate::api::{router as api_router, ApiState};
-pub use crate::dashboard::router as dashboard_router;
+pub use crate::server::api::{router as api_router, ApiState};
+pub use crate::server::dashboard::router as dashboard_router;
 
 /// The credentials a connection holds, sealed at rest. `Debug` never shows a secret.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,8 +8,10 @@
 //! Without connect info (e.g. `tower::ServiceExt::oneshot` in tests) only the per-login
 //! counter applies.
 
+pub mod api;
 pub mod auth;
 pub mod carddav;
+pub mod dashboard;
 
 use std::sync::Arc;
 
