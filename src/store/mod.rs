@@ -12,11 +12,40 @@
 //! Architecture invariant: a batch commits entirely or not at all, and is durable when
 //! [`Store::commit`] returns `Ok`. The sync engine relies on this to advance a cursor in the
 //! same step as the items it covers.
+//!
+//! The full contract, the key layouts of the typed layers and the crash guarantees are written
+//! down in `docs/STORE.md`.
 
 use async_trait::async_trait;
 
+pub mod conformance;
+pub mod memory;
+pub mod sled_store;
+pub mod sync_state;
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
 /// A keyspace name. Each typed layer owns its keyspaces and declares them as constants.
+///
+/// A space name is non-empty, at most [`MAX_SPACE_LEN`] bytes, and contains no NUL byte
+/// (backends may use NUL as the separator between space and key); see [`check_space`].
 pub type Space = &'static str;
+
+/// The longest accepted keyspace (and sequence) name, in bytes.
+pub const MAX_SPACE_LEN: usize = 64;
+
+/// Checks that `space` is a valid keyspace or sequence name (see [`Space`]). Backends call
+/// this on every operation so that an invalid name is an error, never a silent aliasing of
+/// two spaces.
+pub fn check_space(space: &str) -> Result<(), StoreError> {
+    if space.is_empty() || space.len() > MAX_SPACE_LEN || space.as_bytes().contains(&0) {
+        return Err(StoreError::Backend(format!(
+            "invalid keyspace name {space:?}: must be 1..={MAX_SPACE_LEN} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
 
 /// One write inside a [`Batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,8 +197,13 @@ pub struct ScanPage {
 pub trait Store: Send + Sync + 'static {
     /// The value of `key` in `space`.
     async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Entries of `space` whose key starts with `prefix`, in ascending key order, strictly after
-    /// `after` when given, at most `limit` of them.
+    /// Entries of `space` whose key starts with `prefix`, in ascending (bytewise) key order,
+    /// strictly after `after` when given, at most `limit` of them.
+    ///
+    /// `next_after` is `Some(last returned key)` exactly when the page is full and at least one
+    /// more matching entry exists. `limit == 0` returns an empty page with `next_after: None`
+    /// (it is not an existence probe). `after` may lie outside `prefix`; only entries that match
+    /// the prefix *and* sort after it are returned.
     async fn scan(
         &self,
         space: Space,
@@ -178,9 +212,20 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<ScanPage, StoreError>;
     /// Applies a batch atomically and durably, after checking its guards.
+    ///
+    /// All guards are checked against the state the writes are applied to (no other commit
+    /// interleaves). If one fails, nothing is written and [`StoreError::Conflict`] names it.
+    /// On `Ok`, every write is durable (survives a crash of the process or the machine); on
+    /// `Err`, either nothing or (only for `Backend` errors raised while flushing) the whole
+    /// batch may be visible after a restart, never a part of it. An empty batch is a no-op.
     async fn commit(&self, batch: Batch) -> Result<(), StoreError>;
     /// The next value of the named monotonic sequence (starts at 1, never repeats, survives
     /// restarts, even crashes).
+    ///
+    /// Values are strictly increasing per sequence across the life of the data, but need not
+    /// be contiguous: a backend may skip values after a restart (the sled backend reserves
+    /// blocks). Concurrent callers each get a distinct value. The sequence name follows the
+    /// rules of [`Space`]; sequences and keyspaces are separate namespaces.
     async fn next_id(&self, sequence: Space) -> Result<u64, StoreError>;
 }
 
