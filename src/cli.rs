@@ -1,5 +1,6 @@
-//! The command line: argument definitions (clap) and the `vcard normalize` command. `main.rs`
-//! only parses arguments and calls [`run`]; the pure vCard work is in [`crate::vcard`].
+//! The command line: argument definitions (clap), the `vcard normalize` command and the
+//! `carddav discover` command. `main.rs` only parses arguments and calls [`run`]; the pure vCard
+//! work is in [`crate::vcard`], discovery in [`crate::providers::carddav::discovery`].
 
 use crate::vcard;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -24,7 +25,63 @@ pub enum Command {
         #[command(subcommand)]
         command: VcardCommand,
     },
+    /// CardDAV client tools.
+    Carddav {
+        /// Which CardDAV tool.
+        #[command(subcommand)]
+        command: CarddavCommand,
+    },
 }
+
+/// `cardbridge carddav ...`
+#[derive(Debug, Subcommand)]
+pub enum CarddavCommand {
+    /// Find the principal, the address-book home set and the address books (RFC 6764) and print
+    /// each book's capabilities. The password comes from `CARDBRIDGE_PASSWORD`, else stdin.
+    Discover {
+        /// An email address (DNS SRV/TXT, then /.well-known/carddav) or a server URL.
+        start: String,
+        /// User name.
+        #[arg(long)]
+        user: Option<String>,
+        /// Authentication scheme.
+        #[arg(long, value_enum, default_value = "basic")]
+        auth: AuthScheme,
+        /// Server profile (which other hosts may receive the credentials, e.g. iCloud partitions).
+        #[arg(long, value_enum, default_value = "generic")]
+        profile: ProfileName,
+        /// Ask this DNS server (ip:port) instead of the system resolver.
+        #[arg(long)]
+        dns: Option<std::net::SocketAddr>,
+    },
+}
+
+/// `--auth` of `carddav discover`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthScheme {
+    /// HTTP Basic.
+    Basic,
+    /// HTTP Digest.
+    Digest,
+    /// Bearer token (the "password" is the token).
+    Bearer,
+    /// No credentials.
+    None,
+}
+
+/// `--profile` of `carddav discover`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileName {
+    /// Any CardDAV server.
+    Generic,
+    /// iCloud.
+    Icloud,
+    /// Google's CardDAV.
+    Google,
+}
+
+/// Environment variable holding the password for `carddav discover`.
+pub const ENV_PASSWORD: &str = "CARDBRIDGE_PASSWORD";
 
 /// `cardbridge vcard ...`
 #[derive(Debug, Subcommand)]
@@ -62,6 +119,98 @@ pub fn run(cli: Cli) -> i32 {
             let stdout = std::io::stdout();
             let stderr = std::io::stderr();
             normalize_command(to, &files, &mut stdout.lock(), &mut stderr.lock())
+        }
+        Command::Carddav {
+            command:
+                CarddavCommand::Discover {
+                    start,
+                    user,
+                    auth,
+                    profile,
+                    dns,
+                },
+        } => discover_command(&start, user, auth, profile, dns),
+    }
+}
+
+/// `carddav discover`: exit code 1 when discovery fails.
+pub fn discover_command(
+    start: &str,
+    user: Option<String>,
+    scheme: AuthScheme,
+    profile: ProfileName,
+    dns: Option<std::net::SocketAddr>,
+) -> i32 {
+    use crate::providers::carddav::{self as cd, discovery};
+    let secret = || -> String {
+        match std::env::var(ENV_PASSWORD) {
+            Ok(p) => p,
+            Err(_) => {
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+                line.trim_end_matches(['\r', '\n']).to_string()
+            }
+        }
+    };
+    let user = user.unwrap_or_default();
+    let auth = match scheme {
+        AuthScheme::None => cd::Auth::None,
+        AuthScheme::Basic => cd::Auth::Basic {
+            user,
+            password: secret(),
+        },
+        AuthScheme::Digest => cd::Auth::Digest {
+            user,
+            password: secret(),
+        },
+        AuthScheme::Bearer => cd::Auth::Bearer(secret()),
+    };
+    let profile = match profile {
+        ProfileName::Generic => cd::Profile::generic(),
+        ProfileName::Icloud => cd::Profile::icloud(),
+        ProfileName::Google => cd::Profile::google(),
+    };
+    let result = (|| -> Result<String, String> {
+        let start = cd::DiscoveryStart::parse(start).map_err(|e| e.to_string())?;
+        let origin = match &start {
+            cd::DiscoveryStart::Url(u) => u.clone(),
+            cd::DiscoveryStart::Email(_) => {
+                url::Url::parse("https://invalid.invalid/").map_err(|e| e.to_string())?
+            }
+        };
+        let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let resolver: Box<dyn cd::SrvResolver> = match dns {
+                Some(ns) => Box::new(cd::HickoryResolver::with_nameserver(ns)),
+                None => Box::new(cd::HickoryResolver::system()?),
+            };
+            // For an email address the credentials go to the host discovery finds first.
+            let origin = match &start {
+                cd::DiscoveryStart::Url(_) => origin,
+                cd::DiscoveryStart::Email(_) => discovery::context_urls(&start, resolver.as_ref())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .next()
+                    .ok_or("no context URL")?,
+            };
+            let client = cd::DavClient::new(origin, auth)
+                .map_err(|e| e.to_string())?
+                .with_credential_hosts(profile.credential_hosts.clone());
+            let found = cd::discover(&client, &start, resolver.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(discovery::render(&found))
+        })
+    })();
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("discovery failed: {e}");
+            1
         }
     }
 }
