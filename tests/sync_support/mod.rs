@@ -1,6 +1,6 @@
-//! Shared by the sync execute and end-to-end tests: an in-memory [`Store`] that follows the
-//! contract literally, a wrapper that "crashes" after k commits, an in-memory address book
-//! [`Provider`] with ETags, incremental and full-listing pulls, and helpers to build a CRM.
+//! Shared by the sync execute and end-to-end tests: the crate's in-memory store, a wrapper
+//! that "crashes" after k commits, an in-memory address book [`Provider`] with ETags,
+//! incremental and full-listing pulls, and helpers to build a CRM.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,84 +14,11 @@ use cardbridge::providers::{
     Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange, RemoteItem, SyncGroup,
     SyncGroupKind, Written,
 };
-use cardbridge::store::{Batch, ScanPage, Space, Store, StoreError, Write};
+use cardbridge::store::{Batch, ScanPage, Space, Store, StoreError};
 use cardbridge::vcard::{read_normalized, uid, write_v4, VCard};
 
-type Cells = BTreeMap<(String, Vec<u8>), Vec<u8>>;
-
-/// A BTreeMap-backed store implementing the contract literally (guards, then writes).
-#[derive(Default)]
-pub struct MapStore {
-    data: Mutex<Cells>,
-    seqs: Mutex<BTreeMap<String, u64>>,
-}
-
-#[async_trait]
-impl Store for MapStore {
-    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .data
-            .lock()
-            .unwrap()
-            .get(&(space.to_string(), key.to_vec()))
-            .cloned())
-    }
-    async fn scan(
-        &self,
-        space: Space,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<ScanPage, StoreError> {
-        let data = self.data.lock().unwrap();
-        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = data
-            .iter()
-            .filter(|((s, k), _)| {
-                s == space && k.starts_with(prefix) && after.is_none_or(|a| k.as_slice() > a)
-            })
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .take(limit + 1)
-            .collect();
-        let next_after = if entries.len() > limit {
-            entries.truncate(limit);
-            entries.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
-        Ok(ScanPage {
-            entries,
-            next_after,
-        })
-    }
-    async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        let mut data = self.data.lock().unwrap();
-        for e in &batch.expects {
-            if data.get(&(e.space.to_string(), e.key.clone())) != e.expected.as_ref() {
-                return Err(StoreError::Conflict {
-                    space: e.space.to_string(),
-                    key: String::from_utf8_lossy(&e.key).into_owned(),
-                });
-            }
-        }
-        for w in batch.writes {
-            match w {
-                Write::Put { space, key, value } => {
-                    data.insert((space.to_string(), key), value);
-                }
-                Write::Delete { space, key } => {
-                    data.remove(&(space.to_string(), key));
-                }
-            }
-        }
-        Ok(())
-    }
-    async fn next_id(&self, sequence: Space) -> Result<u64, StoreError> {
-        let mut s = self.seqs.lock().unwrap();
-        let n = s.entry(sequence.to_string()).or_insert(0);
-        *n += 1;
-        Ok(*n)
-    }
-}
+/// The crate's in-memory backend (it passes the store conformance suite).
+pub type MapStore = cardbridge::store::MemoryStore;
 
 /// A store whose commits fail (nothing written) once `left` commits have succeeded: the
 /// process "crashes" at that point. Reads keep working.
