@@ -1,7 +1,7 @@
 //! The sync engine: [`reconcile`](reconcile::reconcile) (pure) plans, `execute` applies the
 //! plan through a provider and the store.
 //!
-//! This module is pure: no tokio, no store, no I/O. It works on its own field representation,
+//! `fields`, `merge` and `reconcile` are pure: no tokio, no store, no I/O. It works on its own field representation,
 //! [`fields::FieldMap`]; the CRM person and the vCard are converted into it at the edges.
 //!
 //! - [`fields`]: `FieldMap` / `FieldValue` (text, or a set keyed by identity key).
@@ -77,6 +77,12 @@
 //!
 //! `tests/sync_model.rs` checks this with random interleavings and crashes.
 
+pub mod conflicts;
+pub mod connection;
+pub mod convert;
+pub mod execute;
 pub mod fields;
 pub mod merge;
 pub mod reconcile;
+pub mod state;
+pub mod stats;
