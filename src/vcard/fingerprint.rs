@@ -1,6 +1,7 @@
 //! A content fingerprint of a card's meaning: SHA-256 over its properties in a canonical form
-//! that ignores `REV`, `PRODID`, `VERSION`, property order, parameter order and the case of
-//! property, parameter and group names. Feed it normalized cards.
+//! that ignores `REV`, `PRODID`, `VERSION`, property order, parameter order, the case of
+//! property and parameter names, and group names (a group is known by its members' content).
+//! Feed it normalized cards.
 
 use super::write::{write_entry, Dialect};
 use calcard::vcard::{VCard, VCardEntry, VCardParameter, VCardProperty};
@@ -52,8 +53,13 @@ impl<'de> serde::Deserialize<'de> for Fingerprint {
 }
 
 /// Fingerprint of a (normalized) card.
+///
+/// Group names carry no meaning of their own (Apple renumbers `item1`, `item2`, ... whenever a
+/// card is edited), so a grouped line is hashed with its group replaced by the digest of the
+/// group's members: renaming groups keeps the fingerprint, while any change of a value inside a
+/// group changes it.
 pub fn fingerprint(card: &VCard) -> Fingerprint {
-    let mut lines: Vec<String> = card
+    let entries: Vec<&VCardEntry> = card
         .entries
         .iter()
         .filter(|e| {
@@ -66,7 +72,46 @@ pub fn fingerprint(card: &VCard) -> Fingerprint {
                     | VCardProperty::End
             )
         })
-        .map(canonical_line)
+        .collect();
+    let bodies: Vec<String> = entries.iter().map(|e| canonical_line(e)).collect();
+    // group name (lower case) → digest of its members' sorted canonical lines.
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for (entry, body) in entries.iter().zip(&bodies) {
+        if let Some(group) = &entry.group {
+            let group = group.to_ascii_lowercase();
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, members)) => members.push(body),
+                None => groups.push((group, vec![body])),
+            }
+        }
+    }
+    let digests: Vec<(String, String)> = groups
+        .into_iter()
+        .map(|(group, mut members)| {
+            members.sort_unstable();
+            let mut hasher = Sha256::new();
+            for m in members {
+                hasher.update(m.as_bytes());
+                hasher.update(b"\n");
+            }
+            (group, hex::encode(hasher.finalize()))
+        })
+        .collect();
+    let mut lines: Vec<String> = entries
+        .iter()
+        .zip(bodies)
+        .map(|(entry, body)| match &entry.group {
+            Some(group) => {
+                let group = group.to_ascii_lowercase();
+                let digest = digests
+                    .iter()
+                    .find(|(g, _)| *g == group)
+                    .map(|(_, d)| d.as_str())
+                    .unwrap_or_default();
+                format!("group:{digest}.{body}")
+            }
+            None => body,
+        })
         .collect();
     lines.sort_unstable();
     let mut hasher = Sha256::new();
@@ -77,6 +122,7 @@ pub fn fingerprint(card: &VCard) -> Fingerprint {
     Fingerprint(hasher.finalize().into())
 }
 
+/// One entry's canonical content line, without its group.
 fn canonical_line(entry: &VCardEntry) -> String {
     let mut params: Vec<VCardParameter> = entry
         .params
@@ -89,7 +135,7 @@ fn canonical_line(entry: &VCardEntry) -> String {
     params.sort();
     params.dedup();
     let canonical = VCardEntry {
-        group: entry.group.as_ref().map(|g| g.to_ascii_lowercase()),
+        group: None,
         name: match &entry.name {
             VCardProperty::Other(n) => VCardProperty::Other(n.to_ascii_uppercase()),
             other => other.clone(),

@@ -8,6 +8,9 @@ use calcard::vcard::{
 };
 use serde_json::{json, Map, Value};
 
+/// RFC 7095 §5: value type of a property whose default type is not known.
+const JCARD_UNKNOWN: &str = "unknown";
+
 /// RFC 7095 §3: the jCard of a (normalized) card.
 pub fn to_jcard(card: &VCard) -> Value {
     let mut props = vec![json!(["version", {}, "text", "4.0"])];
@@ -60,10 +63,20 @@ fn property(entry: &VCardEntry) -> Value {
             | VCardProperty::Clientpidmap
     );
     let values: Vec<Value> = entry.values.iter().map(|v| value(v, vt)).collect();
+    // RFC 7095 §5.1: an unknown property without VALUE= is "unknown", its value the raw text
+    // (which is what an `Other` property's text is).
+    let unknown = value_type.is_none()
+        && matches!(entry.name, VCardProperty::Other(_))
+        && matches!(entry.values.first(), Some(VCardValue::Text(_)));
+    let type_text = if unknown {
+        JCARD_UNKNOWN.to_string()
+    } else {
+        type_name(vt, &entry.values)
+    };
     let mut out = vec![
         Value::String(entry.name.as_str().to_ascii_lowercase()),
         Value::Object(params),
-        Value::String(type_name(vt, &entry.values)),
+        Value::String(type_text),
     ];
     if structured && values.len() > 1 {
         out.push(Value::Array(values));

@@ -28,6 +28,12 @@
 //!   is `geo:lat,lon`.
 //! - Parameter text is RFC 6868-decoded (real newlines and quotes); text values use `\n` line ends.
 //! - `UID` is kept exactly as written.
+//! - An unknown property (`VCardProperty::Other`) keeps its value exactly as written: one `Text`
+//!   holding the raw value text with its escapes (`a\;b` stays `a\;b`), written back byte for
+//!   byte. [`unescape_raw`] gives its meaning; [`escape_raw`] makes raw text from plain text.
+//! - Legacy IM properties (`X-AIM`, `X-JABBER`, ...) are `IMPP` URIs (`aim:handle`), Apple's
+//!   `X-ABShowAs:COMPANY` is `KIND:org`, and 3.0 `SORT-STRING` is the `SORT-AS` parameter of N.
+//! - BDAY/ANNIVERSARY in extended format (`1604-11-01`, `--11-01`) keep year, month and day.
 
 pub mod dates;
 pub mod fingerprint;
@@ -44,25 +50,43 @@ pub use calcard::vcard::{
 };
 pub use fingerprint::{fingerprint, Fingerprint};
 pub use jcard::to_jcard;
-pub use normalize::normalize;
-pub use read::{read, read_bytes, Diagnostic, ReadOutput};
+pub use normalize::{normalize, normalize_owned};
+pub use read::{
+    escape_raw, read, read_bytes, read_into, unescape_raw, Diagnostic, ReadOutput, ReadSink,
+};
 pub use write::{write_v3, write_v4};
 
 /// [`read`] then [`normalize`] each card.
 pub fn read_normalized(input: &str) -> ReadOutput {
     let mut out = read(input);
-    for card in &mut out.cards {
-        *card = normalize(card);
-    }
+    out.cards = out.cards.into_iter().map(normalize_owned).collect();
     out
+}
+
+/// [`read_into`] then [`normalize`]: each card is handed to `on_card` normalized as soon as it
+/// is read, and each diagnostic to `on_diagnostic`; nothing is kept (for writing a large input
+/// out card by card).
+pub fn for_each_normalized(
+    input: &str,
+    on_card: impl FnMut(VCard),
+    on_diagnostic: impl FnMut(Diagnostic),
+) {
+    struct Sink<C, D>(C, D);
+    impl<C: FnMut(VCard), D: FnMut(Diagnostic)> ReadSink for Sink<C, D> {
+        fn card(&mut self, card: VCard) {
+            (self.0)(normalize_owned(card));
+        }
+        fn diagnostic(&mut self, diagnostic: Diagnostic) {
+            (self.1)(diagnostic);
+        }
+    }
+    read_into(input, &mut Sink(on_card, on_diagnostic));
 }
 
 /// [`read_bytes`] then [`normalize`] each card.
 pub fn read_bytes_normalized(input: &[u8]) -> ReadOutput {
     let mut out = read_bytes(input);
-    for card in &mut out.cards {
-        *card = normalize(card);
-    }
+    out.cards = out.cards.into_iter().map(normalize_owned).collect();
     out
 }
 

@@ -14,6 +14,23 @@ pub const PROP_X_ABLABEL: &str = "X-ABLABEL";
 pub const PROP_X_ADDRESSBOOKSERVER_KIND: &str = "X-ADDRESSBOOKSERVER-KIND";
 /// `X-ADDRESSBOOKSERVER-MEMBER`: Apple's vCard 3.0 group member, RFC 6350 §6.6.5 `MEMBER` in 4.0.
 pub const PROP_X_ADDRESSBOOKSERVER_MEMBER: &str = "X-ADDRESSBOOKSERVER-MEMBER";
+/// `X-ABShowAs`: Apple's vCard 3.0 "show as company" flag; `COMPANY` is RFC 6350 §6.1.4 `KIND:org`.
+pub const PROP_X_ABSHOWAS: &str = "X-ABShowAs";
+/// The `X-ABShowAs` value that marks an organization card.
+pub const ABSHOWAS_COMPANY: &str = "COMPANY";
+/// `SORT-STRING`: RFC 2426 §3.6.5 (vCard 3.0), the RFC 6350 §5.9 `SORT-AS` parameter of N in 4.0.
+pub const PROP_SORT_STRING: &str = "SORT-STRING";
+/// Pre-RFC 4770 instant-messaging properties (Apple, Evolution, KDE) and the URI scheme of their
+/// RFC 6350 §6.4.3 `IMPP` form, as sabre/vobject's `VCardConverter` maps them.
+pub const LEGACY_IM_PROPS: &[(&str, &str)] = &[
+    ("X-AIM", "aim"),
+    ("X-ICQ", "icq"),
+    ("X-JABBER", "xmpp"),
+    ("X-MSN", "msnim"),
+    ("X-YAHOO", "ymsgr"),
+    ("X-SKYPE", "skype"),
+    ("X-SKYPE-USERNAME", "skype"),
+];
 
 /// `ENCODING` parameter: RFC 2426 §5.8.4 / vCard 2.1 §2.1.3 (consumed by calcard).
 pub const PARAM_ENCODING: &str = "ENCODING";
@@ -21,6 +38,8 @@ pub const PARAM_ENCODING: &str = "ENCODING";
 pub const PARAM_CHARSET: &str = "CHARSET";
 /// vCard 2.1 §2.1.3 `QUOTED-PRINTABLE` encoding, also written bare (`NOTE;QUOTED-PRINTABLE:`).
 pub const ENC_QUOTED_PRINTABLE: &str = "QUOTED-PRINTABLE";
+/// Bare `BASE64` parameter: vCard 2.1 §2.1.3 shorthand for `ENCODING=BASE64` (consumed by calcard).
+pub const ENC_BASE64_BARE: &str = "BASE64";
 /// `X-APPLE-OMIT-YEAR`: Apple's marker for a BDAY stored with a placeholder year (1604).
 pub const PARAM_X_APPLE_OMIT_YEAR: &str = "X-APPLE-OMIT-YEAR";
 /// The placeholder year Apple writes with `X-APPLE-OMIT-YEAR`.
@@ -76,6 +95,8 @@ pub const DATE_PROPS: &[&str] = &["BDAY", "ANNIVERSARY", "DEATHDATE"];
 
 /// `data:` URI scheme, RFC 2397.
 pub const DATA_URI_SCHEME: &str = "data:";
+/// Media type of bytes of unknown kind, RFC 2046 §4.5.1.
+pub const MEDIA_OCTET_STREAM: &str = "application/octet-stream";
 /// `geo:` URI scheme, RFC 5870 (RFC 6350 §6.5.2 GEO value).
 pub const GEO_URI_SCHEME: &str = "geo:";
 /// Content line terminator, RFC 6350 §3.2.

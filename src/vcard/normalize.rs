@@ -4,12 +4,15 @@
 
 use super::dates::parse_date_text;
 use super::names::{
-    ABLABEL_ANNIVERSARY, APPLE_OMIT_YEAR, BINARY_PROPS, GEO_URI_SCHEME, LEGACY_TYPE_WORDS,
-    PARAM_X_APPLE_OMIT_YEAR, PROP_LABEL, PROP_X_ABDATE, PROP_X_ABLABEL,
+    ABLABEL_ANNIVERSARY, ABSHOWAS_COMPANY, APPLE_OMIT_YEAR, BINARY_PROPS, DATA_URI_SCHEME,
+    ENC_BASE64_BARE, ENC_QUOTED_PRINTABLE, GEO_URI_SCHEME, LEGACY_IM_PROPS, LEGACY_TYPE_WORDS,
+    MEDIA_OCTET_STREAM, PARAM_CHARSET, PARAM_ENCODING, PARAM_X_APPLE_OMIT_YEAR, PROP_LABEL,
+    PROP_SORT_STRING, PROP_X_ABDATE, PROP_X_ABLABEL, PROP_X_ABSHOWAS,
     PROP_X_ADDRESSBOOKSERVER_KIND, PROP_X_ADDRESSBOOKSERVER_MEMBER, PROP_X_ANNIVERSARY,
     TYPE_INTERNET, TYPE_PREF,
 };
-use calcard::common::{Data, IanaParse};
+use super::read::{escape_raw, unescape_raw};
+use calcard::common::{Data, IanaParse, PartialDateTime};
 use calcard::vcard::{
     VCard, VCardEntry, VCardKind, VCardParameter, VCardParameterName, VCardParameterValue,
     VCardProperty, VCardType, VCardValue, VCardValueType,
@@ -17,23 +20,47 @@ use calcard::vcard::{
 
 /// Normalizes one card to vCard 4 semantics. See the module doc of [`crate::vcard`] for the shape.
 pub fn normalize(card: &VCard) -> VCard {
-    let mut entries: Vec<VCardEntry> = card
-        .entries
-        .iter()
-        .filter(|e| {
-            !matches!(
-                e.name,
-                VCardProperty::Version | VCardProperty::Begin | VCardProperty::End
-            )
-        })
-        .cloned()
-        .collect();
+    normalize_entries(
+        card.entries
+            .iter()
+            .filter(|e| !is_frame(e))
+            .cloned()
+            .collect(),
+    )
+}
 
+/// [`normalize`] taking the card by value: no entry is copied (what [`super::read_normalized`] uses).
+pub fn normalize_owned(card: VCard) -> VCard {
+    let mut entries = card.entries;
+    entries.retain(|e| !is_frame(e));
+    normalize_entries(entries)
+}
+
+fn is_frame(e: &VCardEntry) -> bool {
+    matches!(
+        e.name,
+        VCardProperty::Version | VCardProperty::Begin | VCardProperty::End
+    )
+}
+
+fn normalize_entries(mut entries: Vec<VCardEntry>) -> VCard {
+    // RFC 6350 §3.3: group and property names are tokens (ALPHA, DIGIT, "-"). calcard can hand
+    // back others from a malformed line; written back, they would break the card.
+    entries.retain(|e| {
+        e.group.as_deref().is_none_or(is_param_name)
+            && match &e.name {
+                VCardProperty::Other(n) => is_param_name(n),
+                _ => true,
+            }
+    });
     convert_apple_anniversaries(&mut entries);
     for entry in &mut entries {
         normalize_entry(entry);
     }
     dedupe_anniversary(&mut entries);
+    dedupe_impp(&mut entries);
+    convert_show_as(&mut entries);
+    convert_sort_string(&mut entries);
     attach_labels(&mut entries);
     ensure_fn(&mut entries);
 
@@ -58,7 +85,7 @@ fn convert_apple_anniversaries(entries: &mut Vec<VCardEntry>) {
         .iter()
         .filter(|e| {
             other_name_is(e, PROP_X_ABLABEL)
-                && e.values.first().and_then(|v| v.as_text()).is_some_and(|t| {
+                && other_text(e).is_some_and(|t| {
                     t.eq_ignore_ascii_case(ABLABEL_ANNIVERSARY)
                         || t.trim().eq_ignore_ascii_case("anniversary")
                 })
@@ -75,7 +102,7 @@ fn convert_apple_anniversaries(entries: &mut Vec<VCardEntry>) {
                 && groups.iter().any(|g| g.eq_ignore_ascii_case(group))
             {
                 converted.push(group.clone());
-                entry.name = VCardProperty::Anniversary;
+                rename_from_other(entry, VCardProperty::Anniversary);
                 entry.group = None;
             }
         }
@@ -88,22 +115,70 @@ fn convert_apple_anniversaries(entries: &mut Vec<VCardEntry>) {
     });
 }
 
+/// Gives an unknown property a known name: its raw value text (see [`super::read`]) is decoded.
+fn rename_from_other(entry: &mut VCardEntry, name: VCardProperty) {
+    if matches!(entry.name, VCardProperty::Other(_)) {
+        for value in &mut entry.values {
+            if let VCardValue::Text(t) = value {
+                if t.contains('\\') {
+                    *t = unescape_raw(t);
+                }
+            }
+        }
+    }
+    entry.name = name;
+}
+
+/// A known property becomes an unknown one again: its text takes the raw (escaped) form.
+fn rename_to_other(entry: &mut VCardEntry, name: &str) {
+    for value in &mut entry.values {
+        if let VCardValue::Text(t) = value {
+            *t = escape_raw(t);
+        }
+    }
+    entry.name = VCardProperty::Other(name.into());
+}
+
+/// The decoded text of an unknown property's first value.
+fn other_text(entry: &VCardEntry) -> Option<String> {
+    entry
+        .values
+        .first()
+        .and_then(|v| v.as_text())
+        .map(unescape_raw)
+}
+
 fn normalize_entry(entry: &mut VCardEntry) {
     // Property renames.
     if other_name_is(entry, PROP_X_ADDRESSBOOKSERVER_KIND) {
-        entry.name = VCardProperty::Kind;
+        rename_from_other(entry, VCardProperty::Kind);
     } else if other_name_is(entry, PROP_X_ADDRESSBOOKSERVER_MEMBER) {
-        entry.name = VCardProperty::Member;
+        rename_from_other(entry, VCardProperty::Member);
     } else if other_name_is(entry, PROP_X_ANNIVERSARY) {
-        entry.name = VCardProperty::Anniversary;
+        rename_from_other(entry, VCardProperty::Anniversary);
+    } else if let Some(scheme) = legacy_im_scheme(entry) {
+        rename_from_other(entry, VCardProperty::Impp);
+        for value in &mut entry.values {
+            if let VCardValue::Text(t) = value {
+                let handle = t.trim();
+                if !handle.contains(':') {
+                    *t = format!("{scheme}:{handle}");
+                }
+            }
+        }
     }
 
     // Values.
+    let unify_breaks = |text: &mut String| {
+        if text.contains('\r') {
+            *text = text.replace("\r\n", "\n").replace('\r', "\n");
+        }
+    };
     for value in &mut entry.values {
-        if let VCardValue::Text(text) = value {
-            if text.contains('\r') {
-                *text = text.replace("\r\n", "\n").replace('\r', "\n");
-            }
+        match value {
+            VCardValue::Text(text) => unify_breaks(text),
+            VCardValue::Component(items) => items.iter_mut().for_each(unify_breaks),
+            _ => {}
         }
     }
     match entry.name {
@@ -130,7 +205,14 @@ fn normalize_entry(entry: &mut VCardEntry) {
             }
         }
         VCardProperty::Bday | VCardProperty::Anniversary | VCardProperty::Deathdate => {
+            let text_typed = entry.params.iter().any(|p| {
+                p.name == VCardParameterName::Value
+                    && p.value == VCardParameterValue::ValueType(VCardValueType::Text)
+            });
             for value in &mut entry.values {
+                if text_typed {
+                    break;
+                }
                 if let VCardValue::Text(text) = value {
                     if let Some(dt) = parse_date_text(text) {
                         *value = VCardValue::PartialDateTime(dt);
@@ -163,6 +245,20 @@ fn normalize_entry(entry: &mut VCardEntry) {
                 }
                 entry.params.retain(|p| !matches!(&p.name, VCardParameterName::Other(n) if n.eq_ignore_ascii_case(PARAM_X_APPLE_OMIT_YEAR)));
             }
+            // RFC 6350 §6.2.5: a date property holding text says so (VALUE=text); without it
+            // the text would be read as a (partial) date next time.
+            if !text_typed
+                && entry
+                    .values
+                    .iter()
+                    .any(|v| matches!(v, VCardValue::Text(t) if !t.is_empty()))
+            {
+                entry.params.retain(|p| p.name != VCardParameterName::Value);
+                entry.params.push(VCardParameter::new(
+                    VCardParameterName::Value,
+                    VCardValueType::Text,
+                ));
+            }
         }
         VCardProperty::Geo => {
             for value in &mut entry.values {
@@ -178,6 +274,22 @@ fn normalize_entry(entry: &mut VCardEntry) {
         }
         _ => {}
     }
+
+    text_for_impossible_dates(entry);
+    // calcard takes whatever stands between `data:` and `;base64,` as the media type; one that
+    // is not a media type (RFC 6838 §4.2) is dropped here and guessed again below.
+    for value in &mut entry.values {
+        if let VCardValue::Binary(data) = value {
+            if data
+                .content_type
+                .as_deref()
+                .is_some_and(|c| !is_media_type(c))
+            {
+                data.content_type = None;
+            }
+        }
+    }
+    text_for_binary_of_text_properties(entry);
 
     let is_binary_prop = BINARY_PROPS
         .iter()
@@ -199,6 +311,20 @@ fn normalize_entry(entry: &mut VCardEntry) {
 
     for param in std::mem::take(&mut entry.params) {
         match (&param.name, param.value) {
+            // RFC 6350 §3.3: a parameter name is an iana-token or x-name (ALPHA, DIGIT, "-").
+            // calcard keeps whatever stood before `=`; such a name cannot be written back.
+            (VCardParameterName::Other(name), _) if !is_param_name(name) => {}
+            // Transfer encodings (vCard 2.1 §2.1.3/2.1.4, RFC 2426 §5.8.4) are undone on reading;
+            // one left over would make the next read decode the value a second time.
+            (VCardParameterName::Other(name), _)
+                if [
+                    ENC_QUOTED_PRINTABLE,
+                    PARAM_ENCODING,
+                    PARAM_CHARSET,
+                    "BASE64",
+                ]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name)) => {}
             (VCardParameterName::Type, VCardParameterValue::Text(text)) => {
                 if is_binary_prop
                     && !text.contains(',')
@@ -311,8 +437,124 @@ fn normalize_entry(entry: &mut VCardEntry) {
     if let Some(p) = pref {
         params.push(VCardParameter::new(VCardParameterName::Pref, p));
     }
-    params.extend(rest);
+    // VALUE last: calcard moves it behind every other parameter when it reads a line.
+    let value_at = rest
+        .iter()
+        .position(|p| p.name == VCardParameterName::Value);
+    if value_at.is_some_and(|i| {
+        rest.get(i..)
+            .is_some_and(|tail| tail.iter().any(|p| p.name != VCardParameterName::Value))
+    }) {
+        let (values, others): (Vec<_>, Vec<_>) = rest
+            .into_iter()
+            .partition(|p| p.name == VCardParameterName::Value);
+        params.extend(others);
+        params.extend(values);
+    } else {
+        params.extend(rest);
+    }
     entry.params = params;
+}
+
+/// Whether every field of a date/time is in range (RFC 6350 §4.3; ISO 8601).
+fn date_is_possible(dt: &PartialDateTime) -> bool {
+    dt.year.is_none_or(|y| y <= 9999)
+        && dt.month.is_none_or(|m| (1..=12).contains(&m))
+        && dt.day.is_none_or(|d| (1..=31).contains(&d))
+        && dt.hour.is_none_or(|h| h <= 24)
+        && dt.minute.is_none_or(|m| m <= 59)
+        && dt.second.is_none_or(|s| s <= 60)
+        && dt.tz_hour.is_none_or(|h| h <= 23)
+        && dt.tz_minute.is_none_or(|m| m <= 59)
+}
+
+/// calcard's parsers can return out-of-range fields (year 65535, hour 255) for text they
+/// misread; written back, such a date reads as another one. It becomes text (`VALUE=text`), so
+/// the card stays readable and normalizing stays idempotent.
+fn text_for_impossible_dates(entry: &mut VCardEntry) {
+    let fmt = default_value_type(&entry.name);
+    let mut changed = false;
+    for value in &mut entry.values {
+        if let VCardValue::PartialDateTime(dt) = value {
+            // A zone without a time cannot be written (RFC 6350 §4.3.4): it has no meaning.
+            let has_date = dt.year.is_some() || dt.month.is_some() || dt.day.is_some();
+            if has_date && dt.hour.is_none() && dt.minute.is_none() && dt.second.is_none() {
+                dt.tz_hour = None;
+                dt.tz_minute = None;
+                dt.tz_minus = false;
+            }
+            if !date_is_possible(dt) {
+                let mut text = String::new();
+                let _ = dt.format_as_vcard(&mut text, &fmt);
+                *value = VCardValue::Text(text);
+                changed = true;
+            }
+        }
+    }
+    if changed
+        && entry
+            .values
+            .iter()
+            .all(|v| matches!(v, VCardValue::Text(_)))
+    {
+        entry.params.retain(|p| p.name != VCardParameterName::Value);
+        entry.params.push(VCardParameter::new(
+            VCardParameterName::Value,
+            VCardValueType::Text,
+        ));
+    }
+}
+
+/// calcard gives an `ENCODING=b` value whose bytes are not UTF-8 as binary even on a text
+/// property (`NOTE;ENCODING=b:...`). Only PHOTO/LOGO/SOUND/KEY and URI-valued properties carry
+/// `data:` URIs; anywhere else the bytes are kept as the text of a `data:` URI, which is how
+/// they were written back anyway and how they read back.
+fn text_for_binary_of_text_properties(entry: &mut VCardEntry) {
+    if matches!(entry.name, VCardProperty::Other(_))
+        || default_value_type(&entry.name) == VCardValueType::Uri
+        || BINARY_PROPS
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(entry.name.as_str()))
+    {
+        return;
+    }
+    for value in &mut entry.values {
+        if let VCardValue::Binary(data) = value {
+            use base64::Engine as _;
+            let media = data
+                .content_type
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .unwrap_or(MEDIA_OCTET_STREAM);
+            let mut text = format!("{DATA_URI_SCHEME}{media};base64,");
+            base64::prelude::BASE64_STANDARD.encode_string(&data.data, &mut text);
+            *value = VCardValue::Text(text);
+        }
+    }
+}
+
+/// `type/subtype` made of RFC 6838 §4.2 restricted-name characters.
+fn is_media_type(text: &str) -> bool {
+    let restricted = |s: &str| {
+        !s.is_empty()
+            && s.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                    )
+            })
+    };
+    text.split_once('/')
+        .is_some_and(|(t, s)| restricted(t) && restricted(s))
+}
+
+/// An RFC 6350 §3.3 name token (we also allow `_`, which real exporters write).
+fn is_param_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 fn is_legacy_type_word(name: &str) -> bool {
@@ -403,7 +645,10 @@ pub(crate) fn legacy_media_type(prop: &str, token: &str) -> Option<String> {
 }
 
 fn guess_media_type(prop: &str, hint: Option<&str>, data: &Data) -> String {
-    if let Some(mt) = hint.and_then(|h| legacy_media_type(prop, h)) {
+    if let Some(mt) = hint
+        .and_then(|h| legacy_media_type(prop, h))
+        .filter(|m| is_media_type(m))
+    {
         return mt;
     }
     let d = &data.data;
@@ -414,7 +659,100 @@ fn guess_media_type(prop: &str, hint: Option<&str>, data: &Data) -> String {
     } else if d.starts_with(b"GIF8") {
         "image/gif".into()
     } else {
-        "application/octet-stream".into()
+        MEDIA_OCTET_STREAM.into()
+    }
+}
+
+/// The IMPP URI scheme of a pre-RFC 4770 IM property (`X-AIM` → `aim`), if `entry` is one.
+fn legacy_im_scheme(entry: &VCardEntry) -> Option<&'static str> {
+    let VCardProperty::Other(name) = &entry.name else {
+        return None;
+    };
+    LEGACY_IM_PROPS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, scheme)| *scheme)
+}
+
+/// Apple writes each IM handle twice (`IMPP` and `X-AIM`): an IMPP converted from a legacy
+/// property is dropped when an earlier IMPP already has the same URI.
+fn dedupe_impp(entries: &mut Vec<VCardEntry>) {
+    let mut seen: Vec<String> = Vec::new();
+    entries.retain(|e| {
+        if e.name != VCardProperty::Impp {
+            return true;
+        }
+        let Some(uri) = e.values.first().and_then(|v| v.as_text()) else {
+            return true;
+        };
+        let key = uri.trim().to_ascii_lowercase();
+        if seen.contains(&key) {
+            return false;
+        }
+        seen.push(key);
+        true
+    });
+}
+
+/// Apple's `X-ABShowAs:COMPANY` (vCard 3.0) is `KIND:org` (RFC 6350 §6.1.4), as in sabre/vobject.
+/// Every such line goes; the first becomes `KIND:org` unless the card already has a KIND.
+fn convert_show_as(entries: &mut Vec<VCardEntry>) {
+    let is_show_as_company = |e: &VCardEntry| {
+        other_name_is(e, PROP_X_ABSHOWAS)
+            && other_text(e).is_some_and(|t| t.trim().eq_ignore_ascii_case(ABSHOWAS_COMPANY))
+    };
+    let Some(first) = entries.iter().position(is_show_as_company) else {
+        return;
+    };
+    let has_kind = entries.iter().any(|e| e.name == VCardProperty::Kind);
+    if !has_kind {
+        if let Some(entry) = entries.get_mut(first) {
+            *entry = VCardEntry {
+                group: None,
+                name: VCardProperty::Kind,
+                params: Vec::new(),
+                values: vec![VCardValue::Kind(VCardKind::Org)],
+            };
+        }
+    }
+    entries.retain(|e| !is_show_as_company(e));
+}
+
+/// vCard 3.0 `SORT-STRING` (RFC 2426 §3.6.5) is the `SORT-AS` parameter of N in 4.0
+/// (RFC 6350 §5.9): each one goes to the next N that has none; the rest (and any holding a
+/// comma) stay as they are.
+fn convert_sort_string(entries: &mut Vec<VCardEntry>) {
+    let mut from = 0;
+    while let Some(idx) = entries
+        .iter()
+        .skip(from)
+        .position(|e| other_name_is(e, PROP_SORT_STRING))
+        .map(|i| i + from)
+    {
+        let Some(n) = entries.iter().position(|e| {
+            e.name == VCardProperty::N
+                && !e
+                    .params
+                    .iter()
+                    .any(|p| p.name == VCardParameterName::SortAs)
+        }) else {
+            return;
+        };
+        let text = entries.get(idx).and_then(other_text).unwrap_or_default();
+        let text = text.trim();
+        // SORT-AS is a comma-separated list (one per N component): a comma has no place in it.
+        if text.is_empty() || text.contains(',') {
+            from = idx + 1;
+            continue;
+        }
+        if let Some(n) = entries.get_mut(n) {
+            n.params.push(VCardParameter::new(
+                VCardParameterName::SortAs,
+                VCardParameterValue::Text(text.to_string()),
+            ));
+        }
+        entries.remove(idx);
+        from = idx;
     }
 }
 
@@ -430,7 +768,7 @@ fn dedupe_anniversary(entries: &mut Vec<VCardEntry>) {
         match &seen {
             None => seen = Some(entry.values.clone()),
             Some(values) if *values == entry.values => drop.push(idx),
-            Some(_) => entry.name = VCardProperty::Other(PROP_X_ANNIVERSARY.into()),
+            Some(_) => rename_to_other(entry, PROP_X_ANNIVERSARY),
         }
     }
     for idx in drop.into_iter().rev() {
@@ -489,12 +827,13 @@ fn attach_labels(entries: &mut Vec<VCardEntry>) {
             idx += 1;
             continue;
         };
-        let text: String = label
+        let raw: String = label
             .values
             .iter()
             .filter_map(|v| v.as_text())
             .collect::<Vec<_>>()
             .join(";");
+        let text = unescape_raw(&raw);
         entries[target].params.push(VCardParameter::new(
             VCardParameterName::Label,
             VCardParameterValue::Text(text),

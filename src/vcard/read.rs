@@ -3,9 +3,11 @@
 //! output (RFC 6868 carets, bare `QUOTED-PRINTABLE`, `TYPE="a,b"`, `--MM-DD` dates, small
 //! `ENCODING=b` values that happen to be valid UTF-8, folds inside a UTF-8 sequence, BOM).
 
-use super::names::{BINARY_PROPS, DATE_PROPS, ENC_QUOTED_PRINTABLE, PARAM_ENCODING};
-use calcard::common::Data;
-use calcard::vcard::{VCard, VCardParameterValue, VCardValue};
+use super::names::{
+    BINARY_PROPS, DATE_PROPS, ENC_BASE64_BARE, ENC_QUOTED_PRINTABLE, PARAM_ENCODING,
+};
+use calcard::common::{Data, IanaParse};
+use calcard::vcard::{VCard, VCardParameterValue, VCardProperty, VCardValue};
 use calcard::{Entry, Parser};
 use std::borrow::Cow;
 use std::fmt;
@@ -78,11 +80,35 @@ fn join_split_utf8_folds(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Where [`read_into`] puts what it finds, in input order.
+pub trait ReadSink {
+    /// A readable card.
+    fn card(&mut self, card: VCard);
+    /// An unreadable card (or run of stray lines).
+    fn diagnostic(&mut self, diagnostic: Diagnostic);
+}
+
+impl ReadSink for ReadOutput {
+    fn card(&mut self, card: VCard) {
+        self.cards.push(card);
+    }
+    fn diagnostic(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+}
+
 /// Reads every card in `input` (vCard 2.1, 3.0 or 4.0; CRLF or LF; BOM; several cards).
 /// Never panics: bad content becomes a [`Diagnostic`] and the cards around it are still read.
 pub fn read(input: &str) -> ReadOutput {
-    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
     let mut out = ReadOutput::default();
+    read_into(input, &mut out);
+    out
+}
+
+/// [`read`], handing each card and diagnostic to `out` as soon as it is read, so a caller that
+/// writes cards out one by one never holds them all.
+pub fn read_into(input: &str, out: &mut impl ReadSink) {
+    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
     let mut position = 0usize;
     let mut card: Option<CardScan> = None;
     let mut in_stray = false;
@@ -104,7 +130,7 @@ pub fn read(input: &str) -> ReadOutput {
                 } else if !in_stray {
                     position += 1;
                     in_stray = true;
-                    out.diagnostics.push(Diagnostic {
+                    out.diagnostic(Diagnostic {
                         card_index: position,
                         line: line_no,
                         reason: "content outside BEGIN:VCARD ... END:VCARD".into(),
@@ -117,10 +143,10 @@ pub fn read(input: &str) -> ReadOutput {
                 } else if is_marker(line, "END") {
                     if let Some(scan) = card.take() {
                         let text = input.get(scan.start..offset).unwrap_or_default();
-                        scan.finish(text, line_no, &mut out);
+                        scan.finish(text, line_no, out);
                     }
                 } else if is_marker(line, "BEGIN") {
-                    out.diagnostics.push(Diagnostic {
+                    out.diagnostic(Diagnostic {
                         card_index: scan.index,
                         line: scan.begin_line,
                         reason: "BEGIN:VCARD without END:VCARD before the next card".into(),
@@ -134,13 +160,12 @@ pub fn read(input: &str) -> ReadOutput {
         }
     }
     if let Some(scan) = card {
-        out.diagnostics.push(Diagnostic {
+        out.diagnostic(Diagnostic {
             card_index: scan.index,
             line: scan.begin_line,
             reason: "missing END:VCARD".into(),
         });
     }
-    out
 }
 
 fn is_marker(line: &str, marker: &str) -> bool {
@@ -169,6 +194,8 @@ struct CardScan {
     binary_ordinal: usize,
     encoded_binaries: Vec<usize>,
     properties: usize,
+    /// A `VERSION:2.1`/`3.0` line has been seen (calcard then uses its legacy value parsers).
+    legacy: bool,
 }
 
 impl CardScan {
@@ -186,6 +213,7 @@ impl CardScan {
             binary_ordinal: 0,
             encoded_binaries: Vec::new(),
             properties: 0,
+            legacy: false,
         }
     }
 
@@ -289,7 +317,16 @@ impl CardScan {
             }
             self.binary_ordinal += 1;
         }
-        if DATE_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name)) && is_dashed_month_day(value) {
+        if name.eq_ignore_ascii_case("VERSION") {
+            self.legacy = matches!(value.trim().as_bytes().first(), Some(b'1'..=b'3'));
+        }
+        // calcard's legacy (2.1/3.0) date parser reads `YYYY-MM-DD`; only its 4.0 parser (used
+        // until a legacy VERSION is seen) and `--MM-DD` need the rewrite.
+        if DATE_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name))
+            && (!self.legacy || value.trim_start().starts_with("--"))
+            && basic_date_form(value).is_some()
+            && !params.to_ascii_uppercase().contains("VALUE=TEXT")
+        {
             needs_fix = true;
         }
         if needs_fix {
@@ -297,10 +334,10 @@ impl CardScan {
         }
     }
 
-    fn finish(mut self, text: &str, end_line: usize, out: &mut ReadOutput) {
+    fn finish(mut self, text: &str, end_line: usize, out: &mut impl ReadSink) {
         self.close_logical_line();
         if let Some((line, reason)) = self.bad.take() {
-            out.diagnostics.push(Diagnostic {
+            out.diagnostic(Diagnostic {
                 card_index: self.index,
                 line,
                 reason,
@@ -308,7 +345,7 @@ impl CardScan {
             return;
         }
         if self.properties == 0 {
-            out.diagnostics.push(Diagnostic {
+            out.diagnostic(Diagnostic {
                 card_index: self.index,
                 line: self.begin_line,
                 reason: "card has no properties".into(),
@@ -324,9 +361,10 @@ impl CardScan {
         match parser.entry() {
             Entry::VCard(mut card) => {
                 post_fix(&mut card, &self.encoded_binaries);
-                out.cards.push(card);
+                restore_raw_unknown_values(&mut card, &text);
+                out.card(card);
             }
-            other => out.diagnostics.push(Diagnostic {
+            other => out.diagnostic(Diagnostic {
                 card_index: self.index,
                 line: end_line,
                 reason: format!("calcard could not read the card: {other:?}"),
@@ -351,20 +389,41 @@ fn find_unquoted_colon(line: &str) -> Option<usize> {
     None
 }
 
-/// `--MM-DD` (RFC 2426 style month-day without year), which calcard reads as month only.
-fn is_dashed_month_day(value: &str) -> bool {
-    let b = value.trim().as_bytes();
-    b.len() == 7
-        && b.starts_with(b"--")
-        && b[2].is_ascii_digit()
-        && b[3].is_ascii_digit()
-        && b[4] == b'-'
-        && b[5].is_ascii_digit()
-        && b[6].is_ascii_digit()
+/// The basic (ISO 8601 §4.1.2.2) form of an extended-format date value that calcard misreads:
+/// `--MM-DD` (read as month only) and `YYYY-MM-DD` (read by its 4.0 parser as year and month,
+/// losing the day), optionally with a `Thh:mm:ss` time and zone. `None` for anything else.
+fn basic_date_form(value: &str) -> Option<String> {
+    let t = value.trim();
+    let (date, time) = match t.find(['T', 't']) {
+        Some(i) => (t.get(..i)?, Some(t.get(i + 1..)?)),
+        None => (t, None),
+    };
+    let d = date.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| d.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let basic_date = if d.len() == 7 && d.starts_with(b"--") && d[4] == b'-' {
+        (digits(2..4) && digits(5..7)).then(|| format!("--{}{}", &date[2..4], &date[5..7]))?
+    } else if d.len() == 10 && d[4] == b'-' && d[7] == b'-' {
+        (digits(0..4) && digits(5..7) && digits(8..10))
+            .then(|| format!("{}{}{}", &date[..4], &date[5..7], &date[8..10]))?
+    } else {
+        return None;
+    };
+    let Some(time) = time else {
+        return Some(basic_date);
+    };
+    if time.is_empty()
+        || !time
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b':' | b'Z' | b'z' | b'+' | b'-'))
+    {
+        return None;
+    }
+    Some(format!("{basic_date}T{}", time.replace(':', "")))
 }
 
 /// Rewrites the lines calcard misreads: bare `QUOTED-PRINTABLE` → `ENCODING=QUOTED-PRINTABLE`,
-/// `TYPE="a,b"` → `TYPE=a,b`, and `--MM-DD` → `--MMDD`.
+/// `TYPE="a,b"` → `TYPE=a,b`, and extended dates (`--MM-DD`, `YYYY-MM-DD`) → basic form.
 fn fix_lines(text: &str, first_line: usize, lines: &[usize]) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for (idx, raw) in text.split_inclusive('\n').enumerate() {
@@ -400,12 +459,16 @@ fn fix_lines(text: &str, first_line: usize, lines: &[usize]) -> String {
         if value.starts_with(':') {
             out.push(':');
         }
-        if is_dashed_month_day(v) {
-            let t = v.trim();
-            out.push_str(t.get(..4).unwrap_or_default());
-            out.push_str(t.get(5..).unwrap_or_default());
-        } else {
-            out.push_str(v);
+        let name = head.split([';', ':']).next().unwrap_or_default();
+        let name = name.rsplit('.').next().unwrap_or(name);
+        match basic_date_form(v) {
+            Some(basic)
+                if DATE_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name))
+                    && !head.to_ascii_uppercase().contains("VALUE=TEXT") =>
+            {
+                out.push_str(&basic)
+            }
+            _ => out.push_str(v),
         }
         out.push_str(ending);
     }
@@ -439,6 +502,167 @@ fn post_fix(card: &mut VCard, encoded_binaries: &[usize]) {
             binary_ordinal += 1;
         }
     }
+}
+
+/// One content line of an unknown property as written: its group, name and raw value text
+/// (unfolded, escapes untouched), or `None` when the value was `ENCODING=`-encoded.
+struct RawUnknown {
+    group: Option<String>,
+    name: String,
+    value: Option<String>,
+}
+
+/// The unfolded logical lines of a card's text, with 2.1 quoted-printable soft breaks joined.
+fn logical_lines(text: &str) -> Vec<Cow<'_, str>> {
+    let mut out: Vec<Cow<'_, str>> = Vec::new();
+    let mut qp_soft = false;
+    for raw in text.split_inclusive('\n') {
+        let line = raw.trim_end_matches(['\r', '\n']);
+        let continuation = line.starts_with([' ', '\t']);
+        match out.last_mut() {
+            Some(last) if continuation || qp_soft => {
+                let rest = if continuation {
+                    line.get(1..).unwrap_or_default()
+                } else {
+                    line
+                };
+                last.to_mut().push_str(rest);
+            }
+            _ => out.push(Cow::Borrowed(line)),
+        }
+        qp_soft = out.last().is_some_and(|l| {
+            l.ends_with('=')
+                && contains_ignore_case(
+                    l.get(..l.find(':').unwrap_or(l.len())).unwrap_or_default(),
+                    ENC_QUOTED_PRINTABLE,
+                )
+        });
+    }
+    out
+}
+
+/// ASCII case-insensitive substring test, without allocating.
+fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    !n.is_empty() && h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// Raw value text of every content line whose property name calcard does not know, in order.
+fn raw_unknown_lines(text: &str) -> Vec<RawUnknown> {
+    let mut out = Vec::new();
+    for line in logical_lines(text) {
+        let head_end = line.find([':', ';']).unwrap_or(line.len());
+        let head = line.get(..head_end).unwrap_or_default();
+        let (group, name) = match head.rsplit_once('.') {
+            Some((g, n)) => (Some(g), n),
+            None => (None, head),
+        };
+        if name.is_empty() || VCardProperty::parse(name.as_bytes()).is_some() {
+            continue;
+        }
+        let colon = find_unquoted_colon(&line);
+        let params = line
+            .get(head_end..colon.unwrap_or(head_end))
+            .unwrap_or_default();
+        let encoded = contains_ignore_case(params, PARAM_ENCODING)
+            || contains_ignore_case(params, ENC_QUOTED_PRINTABLE)
+            || contains_ignore_case(params, ENC_BASE64_BARE);
+        let value = colon
+            .filter(|_| !encoded)
+            .and_then(|c| line.get(c + 1..))
+            .map(str::to_string);
+        out.push(RawUnknown {
+            group: group.map(str::to_string),
+            name: name.to_string(),
+            value,
+        });
+    }
+    out
+}
+
+/// Unknown (`Other`) properties keep their value exactly as written: calcard unescapes `\;`,
+/// `\,` and `\\` in them, which cannot be undone, so their value is replaced by the raw text of
+/// the content line (one `Text` value, escapes intact; see [`unescape_raw`]). A value that was
+/// `ENCODING=`-encoded keeps calcard's decoding, escaped into the same raw form.
+fn restore_raw_unknown_values(card: &mut VCard, text: &str) {
+    if !card
+        .entries
+        .iter()
+        .any(|e| matches!(e.name, VCardProperty::Other(_)))
+    {
+        return;
+    }
+    let raws = raw_unknown_lines(text);
+    let mut cursor = 0usize;
+    for entry in &mut card.entries {
+        let VCardProperty::Other(name) = &entry.name else {
+            continue;
+        };
+        let found = raws.get(cursor..).and_then(|rest| {
+            rest.iter().position(|r| {
+                r.name.eq_ignore_ascii_case(name)
+                    && match (&r.group, &entry.group) {
+                        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            })
+        });
+        let raw = found.and_then(|i| {
+            cursor += i + 1;
+            raws.get(cursor - 1).and_then(|r| r.value.clone())
+        });
+        match raw {
+            Some(raw) => entry.values = vec![VCardValue::Text(raw)],
+            None => {
+                for value in &mut entry.values {
+                    if let VCardValue::Text(t) = value {
+                        *t = escape_raw(t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decoded text → the raw form unknown properties carry: backslash and line breaks escaped
+/// (RFC 6350 §3.4); `;` and `,` stay as they are.
+pub fn escape_raw(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The raw text of an unknown property's value → its meaning (RFC 6350 §3.4): `\n`/`\N` is a
+/// newline, `\;` `\,` `\\` are the character itself; any other backslash is kept.
+pub fn unescape_raw(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch != '\\' {
+            out.push(ch);
+            continue;
+        }
+        match chars.peek() {
+            Some('n' | 'N') => {
+                out.push('\n');
+                chars.next();
+            }
+            Some(c @ (';' | ',' | '\\')) => {
+                out.push(*c);
+                chars.next();
+            }
+            _ => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// RFC 6868 §3: `^n` → newline, `^^` → `^`, `^'` → `"`; any other `^` is kept.
@@ -492,8 +716,16 @@ mod tests {
     }
 
     #[test]
-    fn dashed_month_day() {
-        assert!(is_dashed_month_day("--04-15"));
-        assert!(!is_dashed_month_day("--0415"));
+    fn extended_dates_to_basic_form() {
+        assert_eq!(basic_date_form("--04-15").as_deref(), Some("--0415"));
+        assert_eq!(basic_date_form("1604-11-01").as_deref(), Some("16041101"));
+        assert_eq!(
+            basic_date_form("1985-04-12T10:20:30Z").as_deref(),
+            Some("19850412T102030Z")
+        );
+        assert_eq!(basic_date_form("--0415"), None);
+        assert_eq!(basic_date_form("1985-04"), None);
+        assert_eq!(basic_date_form("19850412"), None);
+        assert_eq!(basic_date_form("1985-04-1x"), None);
     }
 }

@@ -7,16 +7,17 @@
 //! formats and value types are calcard's.
 
 use super::names::{
-    APPLE_OMIT_YEAR, CRLF, DATA_URI_SCHEME, FOLD_WIDTH, GEO_URI_SCHEME, PARAM_X_APPLE_OMIT_YEAR,
-    PROP_LABEL, PROP_X_ADDRESSBOOKSERVER_KIND, PROP_X_ADDRESSBOOKSERVER_MEMBER, PROP_X_ANNIVERSARY,
-    TYPE_PREF,
+    ABSHOWAS_COMPANY, APPLE_OMIT_YEAR, CRLF, DATA_URI_SCHEME, FOLD_WIDTH, GEO_URI_SCHEME,
+    PARAM_X_APPLE_OMIT_YEAR, PROP_LABEL, PROP_SORT_STRING, PROP_X_ABSHOWAS,
+    PROP_X_ADDRESSBOOKSERVER_KIND, PROP_X_ADDRESSBOOKSERVER_MEMBER, PROP_X_ANNIVERSARY, TYPE_PREF,
 };
 use super::normalize::default_value_type;
+use super::read::escape_raw;
 use base64::Engine as _;
 use calcard::common::IanaString;
 use calcard::vcard::{
-    VCard, VCardEntry, VCardParameter, VCardParameterName, VCardParameterValue, VCardProperty,
-    VCardValue, VCardValueType,
+    VCard, VCardEntry, VCardKind, VCardParameter, VCardParameterName, VCardParameterValue,
+    VCardProperty, VCardValue, VCardValueType,
 };
 use std::fmt::Write as _;
 
@@ -28,7 +29,7 @@ pub(crate) enum Dialect {
 
 /// Writes a card as vCard 4.0. Give it a normalized card ([`super::normalize`]).
 pub fn write_v4(card: &VCard) -> String {
-    let mut out = String::with_capacity(card.size() + 128);
+    let mut out = String::with_capacity(size_hint(card));
     out.push_str("BEGIN:VCARD\r\nVERSION:4.0\r\n");
     let mut line = String::with_capacity(128);
     for entry in &card.entries {
@@ -46,13 +47,30 @@ pub fn write_v4(card: &VCard) -> String {
     out
 }
 
+/// A cheap estimate of a card's written size (calcard's `VCard::size` walks every value and
+/// showed up in profiles): a line per entry plus the base64 of binary values.
+fn size_hint(card: &VCard) -> usize {
+    let mut n = 64;
+    for entry in &card.entries {
+        n += 48;
+        for value in &entry.values {
+            n += match value {
+                VCardValue::Text(t) => t.len(),
+                VCardValue::Binary(d) => d.data.len() / 3 * 4 + 40,
+                _ => 16,
+            };
+        }
+    }
+    n
+}
+
 /// Writes a card as vCard 3.0 for servers that only take 3.0 (iCloud, Radicale), by the reverse
 /// of the normalizing map: `PREF=1` → `TYPE=pref`, `KIND`/`MEMBER` → Apple's
 /// `X-ADDRESSBOOKSERVER-*`, `ANNIVERSARY` → `X-ANNIVERSARY`, ADR `LABEL=` → `LABEL`, year-less
 /// BDAY → Apple's `1604` with `X-APPLE-OMIT-YEAR`, `data:` → `ENCODING=b`. Always has `N`.
 pub fn write_v3(card: &VCard) -> String {
     let entries = to_v3_entries(card);
-    let mut out = String::with_capacity(card.size() + 128);
+    let mut out = String::with_capacity(size_hint(card));
     out.push_str("BEGIN:VCARD\r\nVERSION:3.0\r\n");
     let mut line = String::with_capacity(128);
     for entry in &entries {
@@ -75,15 +93,43 @@ fn to_v3_entries(card: &VCard) -> Vec<VCardEntry> {
             continue;
         }
         let mut e = entry.clone();
+        let mut sort_string = None;
         match e.name {
+            VCardProperty::Kind
+                if matches!(e.values.first(), Some(VCardValue::Kind(VCardKind::Org))) =>
+            {
+                e = VCardEntry {
+                    group: e.group,
+                    name: VCardProperty::Other(PROP_X_ABSHOWAS.into()),
+                    params: Vec::new(),
+                    values: vec![VCardValue::Text(ABSHOWAS_COMPANY.into())],
+                };
+            }
             VCardProperty::Kind => {
-                e.name = VCardProperty::Other(PROP_X_ADDRESSBOOKSERVER_KIND.into());
+                to_other(&mut e, PROP_X_ADDRESSBOOKSERVER_KIND);
             }
             VCardProperty::Member => {
-                e.name = VCardProperty::Other(PROP_X_ADDRESSBOOKSERVER_MEMBER.into());
+                to_other(&mut e, PROP_X_ADDRESSBOOKSERVER_MEMBER);
+            }
+            VCardProperty::N => {
+                if let Some(i) = e
+                    .params
+                    .iter()
+                    .position(|p| p.name == VCardParameterName::SortAs)
+                {
+                    if let VCardParameterValue::Text(t) = e.params.remove(i).value {
+                        sort_string = Some(VCardEntry {
+                            group: e.group.clone(),
+                            name: VCardProperty::Other(PROP_SORT_STRING.into()),
+                            params: Vec::new(),
+                            values: vec![VCardValue::Text(escape_raw(&t))],
+                        });
+                    }
+                    e.params.retain(|p| p.name != VCardParameterName::SortAs);
+                }
             }
             VCardProperty::Anniversary => {
-                e.name = VCardProperty::Other(PROP_X_ANNIVERSARY.into());
+                to_other(&mut e, PROP_X_ANNIVERSARY);
                 e.params.retain(|p| p.name != VCardParameterName::Value);
                 if let Some(v) = e.values.first_mut() {
                     if let VCardValue::PartialDateTime(dt) = v {
@@ -179,12 +225,15 @@ fn to_v3_entries(card: &VCard) -> Vec<VCardEntry> {
                 .filter(|p| p.name == VCardParameterName::Type)
                 .cloned()
                 .collect(),
-            values: vec![VCardValue::Text(text)],
+            values: vec![VCardValue::Text(label_raw(&text))],
         });
         let is_fn = e.name == VCardProperty::Fn;
         out.push(e);
         if let Some(l) = label_entry {
             out.push(l);
+        }
+        if let Some(s) = sort_string {
+            out.push(s);
         }
         if is_fn && !has_n {
             out.push(empty_n());
@@ -193,6 +242,24 @@ fn to_v3_entries(card: &VCard) -> Vec<VCardEntry> {
     if !has_n && !out.iter().any(|e| e.name == VCardProperty::N) {
         out.insert(0, empty_n());
     }
+    out
+}
+
+/// A known property written under an unknown (X-) name: its text takes the raw form that
+/// unknown properties carry (see [`super::read`]).
+fn to_other(e: &mut VCardEntry, name: &str) {
+    for v in &mut e.values {
+        if let VCardValue::Text(t) = v {
+            *t = escape_raw(t);
+        }
+    }
+    e.name = VCardProperty::Other(name.into());
+}
+
+/// 3.0 `LABEL` text (RFC 2426 §3.2.2) in raw form, with `;` and `,` escaped as for a text value.
+fn label_raw(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    push_text(&mut out, text, true, true);
     out
 }
 
@@ -291,6 +358,10 @@ pub(crate) fn write_entry(line: &mut String, entry: &VCardEntry, dialect: Dialec
             line.push(sep_char);
         }
         match value {
+            // An unknown property's text is its raw value as written (escapes intact).
+            VCardValue::Text(t) if matches!(entry.name, VCardProperty::Other(_)) => {
+                push_raw(line, t)
+            }
             VCardValue::Text(t) => push_text(line, t, esc_semi, esc_comma),
             VCardValue::Component(items) => {
                 for (i, item) in items.iter().enumerate() {
@@ -399,13 +470,36 @@ pub(crate) fn push_param_text(line: &mut String, text: &str) {
 
 /// A text value (RFC 6350 §3.4): backslash, newline, and per context `;` and `,` escaped.
 pub(crate) fn push_text(line: &mut String, text: &str, esc_semi: bool, esc_comma: bool) {
+    let plain = !text.bytes().any(|b| {
+        matches!(b, b'\\' | b'\n' | b'\r') || (esc_semi && b == b';') || (esc_comma && b == b',')
+    });
+    if plain {
+        line.push_str(text);
+        return;
+    }
     for ch in text.chars() {
         match ch {
             '\\' => line.push_str("\\\\"),
             '\n' => line.push_str("\\n"),
-            '\r' => line.push_str("\\r"),
+            // calcard reads `\r` back as a carriage return; a normalized card has none.
+            '\r' => line.push_str("\\n"),
             ';' if esc_semi => line.push_str("\\;"),
             ',' if esc_comma => line.push_str("\\,"),
+            c => line.push(c),
+        }
+    }
+}
+
+/// Raw text, as is; a line break in it (never in text we read) is escaped so the line holds.
+fn push_raw(line: &mut String, text: &str) {
+    if !text.contains(['\n', '\r']) {
+        line.push_str(text);
+        return;
+    }
+    for ch in text.chars() {
+        match ch {
+            '\n' => line.push_str("\\n"),
+            '\r' => {}
             c => line.push(c),
         }
     }
