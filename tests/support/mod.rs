@@ -135,10 +135,47 @@ pub fn vdirsyncer_suite(url: &str, auth: Option<(&str, &str)>) -> Command {
 // Ports and processes
 // ---------------------------------------------------------------------------------------------
 
-/// A loopback port that was free a moment ago (bind `127.0.0.1:0`, read the port, drop).
+/// A loopback port that was free a moment ago (bind `127.0.0.1:0`, read the port, drop), and
+/// that this process has not handed out before: tests run on parallel threads, and two peers
+/// given the same port would race for it (one fails to bind, and the readiness probe would see
+/// the other one listening).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+}
+
+/// Whether process `pid` holds the socket listening on `port` (Linux: the listening socket's
+/// inode in `/proc/net/tcp` is one of the process's open files). `None` when `/proc` cannot tell.
+fn listens_on(pid: u32, port: u16) -> Option<bool> {
+    let table = fs::read_to_string("/proc/net/tcp").ok()?;
+    let wanted = format!(":{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // cols: sl local_address rem_address st ... inode (index 9); 0A is LISTEN.
+            (cols.len() > 9 && cols[1].ends_with(&wanted) && cols[3] == "0A")
+                .then(|| format!("socket:[{}]", cols[9]))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Some(false);
+    }
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .map(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+            .unwrap_or(false)
+    }))
 }
 
 /// A child process that is killed (and reaped) when the guard drops.
@@ -182,7 +219,12 @@ impl ChildGuard {
         let deadline = Instant::now() + timeout;
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
+                // Someone listens; make sure it is our child and not another test's server that
+                // was given the same port (then our child fails to bind and exits).
+                match listens_on(self.child.id(), addr.port()) {
+                    Some(false) => {}
+                    Some(true) | None => return Ok(()),
+                }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
