@@ -132,3 +132,21 @@ fn leftover_transfer_encoding_parameters_are_dropped() {
     let input = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:A\r\nX-N1;TYPE=voice;QUOTED-PRINTABLE;CHL:+49 =3D\r\nEND:VCARD\r\n";
     check(input.as_bytes());
 }
+
+/// crash-eba534f4: two ADRs and two 3.0 LABELs, the first LABEL matching no ADR by group or TYPE.
+/// The second LABEL attached to its ADR, which left one free ADR for the first; one pass had
+/// already skipped it, so it attached only on the next normalize (not idempotent).
+#[test]
+fn labels_attach_until_nothing_moves() {
+    let input = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\n\
+                 ADR;TYPE=WORK:;;1 Main St;Town;;;\r\n\
+                 LABEL;TYPE=OTHER:First label\r\n\
+                 ADR;TYPE=HOME:;;2 Side St;Town;;;\r\n\
+                 LABEL;TYPE=HOME:Home label\r\n\
+                 END:VCARD\r\n";
+    check(input.as_bytes());
+    let out = write_v4(&read_normalized(input).cards[0]);
+    assert!(out.contains("LABEL=\"First label\":;;1 Main St"), "{out}");
+    assert!(out.contains("LABEL=\"Home label\":;;2 Side St"), "{out}");
+    assert!(!out.contains("\r\nLABEL"), "{out}");
+}

@@ -788,7 +788,15 @@ fn type_set(entry: &VCardEntry) -> Vec<&VCardParameterValue> {
 
 /// vCard 3.0 `LABEL` (RFC 2426 §3.2.2) becomes the `LABEL=` parameter of the matching ADR
 /// (RFC 6350 §6.3.1): same group, else same TYPE set, else the only ADR without a label.
+/// Repeats until nothing moves: attaching one label can leave a single free ADR for a label
+/// skipped earlier, and stopping after one pass would attach it only on the next normalize.
 fn attach_labels(entries: &mut Vec<VCardEntry>) {
+    while attach_labels_once(entries) {}
+}
+
+/// One pass of [`attach_labels`]; whether any label was attached.
+fn attach_labels_once(entries: &mut Vec<VCardEntry>) -> bool {
+    let mut attached = false;
     let mut idx = 0;
     while idx < entries.len() {
         if !other_name_is(&entries[idx], PROP_LABEL) {
@@ -838,7 +846,9 @@ fn attach_labels(entries: &mut Vec<VCardEntry>) {
             VCardParameterValue::Text(text),
         ));
         entries.remove(idx);
+        attached = true;
     }
+    attached
 }
 
 /// RFC 6350 §6.2.1: FN is required. A card without one gets one made from N, ORG or EMAIL.
