@@ -341,19 +341,19 @@ pub struct ToGraph {
 // ---------------------------------------------------------------------------------------
 // Graph → vCard
 
-fn text(s: &Option<String>) -> Option<&str> {
+pub(crate) fn text(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn typ(t: VCardType) -> VCardParameter {
+pub(crate) fn typ(t: VCardType) -> VCardParameter {
     VCardParameter::new(VCardParameterName::Type, VCardParameterValue::Type(t))
 }
 
-fn pref1() -> VCardParameter {
+pub(crate) fn pref1() -> VCardParameter {
     VCardParameter::new(VCardParameterName::Pref, VCardParameterValue::Integer(1))
 }
 
-fn text_entry(name: VCardProperty, value: &str) -> VCardEntry {
+pub(crate) fn text_entry(name: VCardProperty, value: &str) -> VCardEntry {
     VCardEntry::new(name).with_value(value.to_string())
 }
 
@@ -378,7 +378,7 @@ fn adr_entry(addr: &PhysicalAddress, kind: Option<VCardType>) -> Option<VCardEnt
 }
 
 /// Parses Graph's `birthday` (`YYYY-MM-DD` optionally followed by a time) into a date.
-fn parse_birthday(s: &str) -> Option<PartialDateTime> {
+pub(crate) fn parse_birthday(s: &str) -> Option<PartialDateTime> {
     let date = s.trim().get(..10)?;
     let mut parts = date.split('-');
     let year: u16 = parts.next()?.parse().ok()?;
@@ -541,7 +541,7 @@ pub fn from_graph(contact: &GraphContact) -> FromGraph {
 // vCard → Graph
 
 /// RFC 6350 §5.3: PREF is 1..=100, 1 most preferred; absent means least preferred.
-fn pref_of(entry: &VCardEntry) -> u32 {
+pub(crate) fn pref_of(entry: &VCardEntry) -> u32 {
     entry
         .params
         .iter()
@@ -554,7 +554,7 @@ fn pref_of(entry: &VCardEntry) -> u32 {
         .unwrap_or(101)
 }
 
-fn has_type(entry: &VCardEntry, wanted: &VCardType) -> bool {
+pub(crate) fn has_type(entry: &VCardEntry, wanted: &VCardType) -> bool {
     entry
         .params
         .iter()
@@ -569,13 +569,13 @@ fn has_type(entry: &VCardEntry, wanted: &VCardType) -> bool {
 }
 
 /// The entries with `name`, most preferred first (stable for equal PREF).
-fn by_pref<'a>(card: &'a VCard, name: &VCardProperty) -> Vec<&'a VCardEntry> {
+pub(crate) fn by_pref<'a>(card: &'a VCard, name: &VCardProperty) -> Vec<&'a VCardEntry> {
     let mut v: Vec<&VCardEntry> = card.entries.iter().filter(|e| &e.name == name).collect();
     v.sort_by_key(|e| pref_of(e));
     v
 }
 
-fn first_text(entry: &VCardEntry) -> Option<String> {
+pub(crate) fn first_text(entry: &VCardEntry) -> Option<String> {
     entry
         .values
         .iter()
@@ -589,7 +589,7 @@ fn first_text(entry: &VCardEntry) -> Option<String> {
 }
 
 /// The `idx`th component of a structured value, "" when missing.
-fn component(entry: &VCardEntry, idx: usize) -> String {
+pub(crate) fn component(entry: &VCardEntry, idx: usize) -> String {
     match entry.values.get(idx) {
         Some(VCardValue::Text(t)) => t.trim().to_string(),
         Some(VCardValue::Component(c)) => c.join(","),
@@ -626,7 +626,7 @@ fn address_json(entry: &VCardEntry) -> Value {
     })
 }
 
-fn birthday_json(entry: &VCardEntry) -> Option<String> {
+pub(crate) fn birthday_json(entry: &VCardEntry) -> Option<String> {
     let date = entry.values.iter().find_map(|v| match v {
         VCardValue::PartialDateTime(d) => Some(d.clone()),
         VCardValue::Text(t) => {
