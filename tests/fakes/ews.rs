@@ -105,6 +105,8 @@ struct Inner {
     unavailable_next: u32,
     back_off_ms: u64,
     retry_after_secs: u64,
+    /// An Outlook edit (id, property, value) that lands just before the next UpdateItem of id.
+    race_next_update: Option<(String, String, String)>,
     requests: Vec<Recorded>,
 }
 
@@ -421,6 +423,12 @@ impl FakeEws {
         let mut g = self.lock();
         g.unavailable_next = n;
         g.retry_after_secs = secs;
+    }
+
+    /// Simulates a user editing `id` in Outlook (`local` := `value`) between the client's read
+    /// and its next UpdateItem of that item, so the client's ChangeKey is stale.
+    pub fn edit_before_next_update(&self, id: &str, local: &str, value: &str) {
+        self.lock().race_next_update = Some((id.into(), local.into(), value.into()));
     }
 
     /// Changes the accepted password (revokes the old credentials).
@@ -1027,6 +1035,17 @@ fn update_item(g: &mut Inner, req: &Element, rec: &mut Recorded) -> Answer {
         );
     };
     let id = item_id.attr("Id").unwrap_or_default().to_string();
+    if g.race_next_update.as_ref().is_some_and(|(rid, _, _)| *rid == id) {
+        if let Some((_, local, value)) = g.race_next_update.take() {
+            let seq = g.bump();
+            if let Some(c) = g.contacts.get_mut(&id) {
+                c.props.retain(|p| p.name != local);
+                c.props.push(t(&local).with_text(value));
+                c.change_key = format!("EQAAABYAAACy8FYL{seq:010}");
+                c.seq = seq;
+            }
+        }
+    }
     let Some(current) = g.contacts.get(&id) else {
         return answer(
             "UpdateItem",
