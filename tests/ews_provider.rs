@@ -91,8 +91,9 @@ async fn full_sync_of_2000_contacts_across_pages() {
     let pages = pull_all(&p, None).await;
     assert_eq!(pages.len(), 14, "2000 contacts in pages of 150");
     assert!(pages.iter().all(|p| p.kind == PullKind::FullListing));
-    assert!(pages[..13].iter().all(|p| !p.complete
-        && p.cursor.as_deref().unwrap().starts_with(CURSOR_FULL)));
+    assert!(pages[..13]
+        .iter()
+        .all(|p| !p.complete && p.cursor.as_deref().unwrap().starts_with(CURSOR_FULL)));
     let last = pages.last().unwrap().cursor.clone().unwrap();
     assert!(last.starts_with(CURSOR_DELTA), "{last}");
     let got = upsert_ids(&pages);
@@ -157,8 +158,7 @@ async fn incremental_sync_reports_adds_updates_and_deletes() {
                 seen_new = fn_of(&i.card) == "New Person";
             }
             RemoteChange::Upsert(i) if i.id == ids[3] => {
-                seen_edit = fn_of(&i.card) == "Renamed Three"
-                    && i.etag == fake.change_key(&ids[3]);
+                seen_edit = fn_of(&i.card) == "Renamed Three" && i.etag == fake.change_key(&ids[3]);
             }
             RemoteChange::Delete { id } if *id == ids[7] => seen_delete = true,
             other => panic!("unexpected change {other:?}"),
@@ -251,7 +251,10 @@ async fn stale_change_key_is_a_conflict_and_a_fresh_one_writes() {
     assert_eq!(last.op, "UpdateItem");
     assert_eq!(last.code.as_deref(), Some("ErrorIrresolvableConflict"));
     assert_eq!(last.conflict_resolution.as_deref(), Some("NeverOverwrite"));
-    assert_eq!(fake.field(&w.id, "JobTitle").as_deref(), Some("Changed in Outlook"));
+    assert_eq!(
+        fake.field(&w.id, "JobTitle").as_deref(),
+        Some("Changed in Outlook")
+    );
     assert!(matches!(
         p.delete(FOLDER, &w.id, Some(&stale)).await.unwrap_err(),
         ProviderError::Conflict
@@ -267,11 +270,15 @@ async fn stale_change_key_is_a_conflict_and_a_fresh_one_writes() {
         .unwrap();
     assert_ne!(w2.etag, fresh.etag);
     assert_eq!(w2.etag, fake.change_key(&w.id));
-    assert_eq!(fake.field(&w.id, "DisplayName").as_deref(), Some("Ann B. Lee"));
+    assert_eq!(
+        fake.field(&w.id, "DisplayName").as_deref(),
+        Some("Ann B. Lee")
+    );
     assert_eq!(fake.field(&w.id, "MiddleName").as_deref(), Some("B."));
     assert_eq!(fake.field(&w.id, "JobTitle"), None);
     assert_eq!(
-        fake.entry(&w.id, "EmailAddresses", "EmailAddress1").as_deref(),
+        fake.entry(&w.id, "EmailAddresses", "EmailAddress1")
+            .as_deref(),
         Some("ann@example.com")
     );
     assert_eq!(fake.entry_count(&w.id, "EmailAddresses"), 1);
@@ -328,7 +335,10 @@ async fn throttling_waits_are_honoured() {
     let item = p.fetch(FOLDER, &id).await.unwrap().unwrap();
     assert_eq!(fn_of(&item.card), "T");
     let reqs = fake.requests();
-    assert_eq!(reqs.iter().map(|r| r.status).collect::<Vec<_>>(), [500, 200]);
+    assert_eq!(
+        reqs.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 200]
+    );
     let gap = reqs[1].at - reqs[0].at;
     assert!(gap >= Duration::from_millis(400), "retried after {gap:?}");
 
@@ -345,7 +355,7 @@ async fn throttling_waits_are_honoured() {
     fake.clear_requests();
     fake.unavailable_next(1, 1);
     let pages = pull_all(&p, None).await;
-    assert_eq!(upsert_ids(&pages), [id.clone()]);
+    assert_eq!(upsert_ids(&pages), vec![id.clone()]);
     let reqs = fake.requests();
     assert_eq!(reqs[0].status, 503);
     assert!(reqs[1].at - reqs[0].at >= Duration::from_secs(1));
@@ -432,8 +442,18 @@ async fn contact_folders_are_sync_groups_and_system_folders_are_not() {
     fake.add_folder("F1", "Customers", CONTACTS_ID, "IPF.Contact");
     fake.add_folder("F2", "Suppliers", CONTACTS_ID, "IPF.Contact");
     fake.add_folder("F1a", "EMEA", "F1", "IPF.Contact");
-    fake.add_folder("RC", "Recipient Cache", CONTACTS_ID, "IPF.Contact.RecipientCache");
-    fake.add_folder("GAL", "GAL Contacts", CONTACTS_ID, "IPF.Contact.GalContacts");
+    fake.add_folder(
+        "RC",
+        "Recipient Cache",
+        CONTACTS_ID,
+        "IPF.Contact.RecipientCache",
+    );
+    fake.add_folder(
+        "GAL",
+        "GAL Contacts",
+        CONTACTS_ID,
+        "IPF.Contact.GalContacts",
+    );
     fake.add_folder("RCx", "Inside the cache", "RC", "IPF.Contact");
     fake.add_folder("N", "Notes", CONTACTS_ID, "IPF.StickyNote");
     let p = provider_for(&fake, "p", 10);
@@ -501,7 +521,10 @@ async fn autodiscover_finds_the_ews_url_in_candidate_order() {
     let err = discover(&http, "jane@contoso.com", &bad, candidates)
         .await
         .unwrap_err();
-    assert!(matches!(err, ProviderError::NeedsReauthorization(_)), "{err:?}");
+    assert!(
+        matches!(err, ProviderError::NeedsReauthorization(_)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -515,7 +538,8 @@ async fn overflow_is_not_sent_and_is_kept_in_the_written_card() {
     let w = p.create(FOLDER, &c, "crm-9").await.unwrap();
     assert_eq!(fake.entry_count(&w.id, "EmailAddresses"), 3);
     assert_eq!(
-        fake.entry(&w.id, "EmailAddresses", "EmailAddress1").as_deref(),
+        fake.entry(&w.id, "EmailAddresses", "EmailAddress1")
+            .as_deref(),
         Some("primary@x.example")
     );
     assert_eq!(w.card.properties(&VCardProperty::Email).count(), 4);

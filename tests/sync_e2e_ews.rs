@@ -105,7 +105,8 @@ async fn ews_contact_reaches_the_crm_and_a_crm_edit_reaches_exchange_keeping_ove
     assert_eq!(fake.field(&id, "JobTitle").as_deref(), Some("Commodore"));
     assert_eq!(fake.entry_count(&id, "EmailAddresses"), 3);
     assert_eq!(
-        fake.entry(&id, "EmailAddresses", "EmailAddress1").as_deref(),
+        fake.entry(&id, "EmailAddresses", "EmailAddress1")
+            .as_deref(),
         Some("grace@navy.mil")
     );
     // Our own write and the overflow are not read back as changes.

@@ -193,12 +193,7 @@ fn envelope(body_child: Element) -> String {
 }
 
 fn xml_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [("content-type", "text/xml; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    (status, [("content-type", "text/xml; charset=utf-8")], body).into_response()
 }
 
 /// A `…ResponseMessage` with class and code.
@@ -285,8 +280,14 @@ impl FakeEws {
             .filter(|c| {
                 !matches!(
                     c.name.as_str(),
-                    "ItemId" | "ParentFolderId" | "GivenName" | "Surname" | "DisplayName"
-                        | "FileAs" | "EmailAddresses" | "Subject"
+                    "ItemId"
+                        | "ParentFolderId"
+                        | "GivenName"
+                        | "Surname"
+                        | "DisplayName"
+                        | "FileAs"
+                        | "EmailAddresses"
+                        | "Subject"
                 )
             })
             .collect();
@@ -297,11 +298,13 @@ impl FakeEws {
                 props.push(t("GivenName").with_text(format!("Given{i}")));
                 props.push(t("Surname").with_text(format!("Sur{i}")));
                 props.push(t("DisplayName").with_text(format!("Given{i} Sur{i}")));
-                props.push(t("EmailAddresses").with_child(
-                    t("Entry")
-                        .with_attr("Key", "EmailAddress1")
-                        .with_text(format!("p{i}@example.com")),
-                ));
+                props.push(
+                    t("EmailAddresses").with_child(
+                        t("Entry")
+                            .with_attr("Key", "EmailAddress1")
+                            .with_text(format!("p{i}@example.com")),
+                    ),
+                );
                 g.create(folder, props)
             })
             .collect()
@@ -537,8 +540,7 @@ fn authorized(g: &Inner, headers: &HeaderMap) -> bool {
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", g.username, g.password))
     );
     auth == basic
-        || g
-            .bearer
+        || g.bearer
             .as_ref()
             .is_some_and(|tok| auth == format!("Bearer {tok}"))
 }
@@ -585,7 +587,11 @@ async fn ews(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     let parsed = xml::parse(&body).ok();
     let op_el = parsed
         .as_ref()
-        .and_then(|r| r.children.iter().find(|c| c.ns == NS_SOAP && c.name == "Body"))
+        .and_then(|r| {
+            r.children
+                .iter()
+                .find(|c| c.ns == NS_SOAP && c.name == "Body")
+        })
         .and_then(|b| b.children.first())
         .cloned();
     let op = op_el.as_ref().map(|e| e.name.clone()).unwrap_or_default();
@@ -606,7 +612,9 @@ async fn ews(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     xml_response_or_empty(resp)
 }
 
-fn xml_response_or_empty((status, headers, body): (StatusCode, Vec<(&'static str, String)>, String)) -> Response {
+fn xml_response_or_empty(
+    (status, headers, body): (StatusCode, Vec<(&'static str, String)>, String),
+) -> Response {
     let mut r = if body.is_empty() {
         status.into_response()
     } else {
@@ -621,7 +629,8 @@ fn xml_response_or_empty((status, headers, body): (StatusCode, Vec<(&'static str
 type Answer = (StatusCode, Vec<(&'static str, String)>, String);
 
 fn answer(op: &str, messages: Vec<Element>) -> Answer {
-    let root = m(&format!("{op}Response")).with_child(m("ResponseMessages").with_children(messages));
+    let root =
+        m(&format!("{op}Response")).with_child(m("ResponseMessages").with_children(messages));
     (StatusCode::OK, vec![], envelope(root))
 }
 
@@ -666,11 +675,7 @@ fn route(
         );
     }
     let Some(req) = op_el.filter(|e| e.ns == NS_MESSAGES) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            vec![],
-            String::new(),
-        );
+        return (StatusCode::BAD_REQUEST, vec![], String::new());
     };
     let expected_action = format!("{NS_MESSAGES}/{op}");
     if action != Some(expected_action.as_str()) {
@@ -703,7 +708,11 @@ fn route(
 
 fn folder_el(f: &Folder) -> Element {
     t("ContactsFolder")
-        .with_child(t("FolderId").with_attr("Id", f.id.clone()).with_attr("ChangeKey", "AwAAABYAAAA"))
+        .with_child(
+            t("FolderId")
+                .with_attr("Id", f.id.clone())
+                .with_attr("ChangeKey", "AwAAABYAAAA"),
+        )
         .with_child(t("ParentFolderId").with_attr("Id", f.parent.clone()))
         .with_child(t("FolderClass").with_text(f.class.clone()))
         .with_child(t("DisplayName").with_text(f.name.clone()))
@@ -772,7 +781,11 @@ fn sync_folder_items(g: &mut Inner, req: &Element, rec: &mut Recorded) -> Answer
     let Some(folder) = child(req, "SyncFolderId").and_then(|r| g.folder_id(r)) else {
         return answer(
             "SyncFolderItems",
-            vec![message("SyncFolderItems", "Error", "ErrorSyncFolderNotFound")],
+            vec![message(
+                "SyncFolderItems",
+                "Error",
+                "ErrorSyncFolderNotFound",
+            )],
         );
     };
     let max: usize = child(req, "MaxChangesReturned")
@@ -818,7 +831,7 @@ fn sync_folder_items(g: &mut Inner, req: &Element, rec: &mut Recorded) -> Answer
         }
     }
     for id in data.seen.keys() {
-        if !g.contacts.get(id).is_some_and(|c| c.folder == folder) {
+        if g.contacts.get(id).is_none_or(|c| c.folder != folder) {
             pending.push(('d', id.clone(), String::new()));
         }
     }
@@ -836,9 +849,8 @@ fn sync_folder_items(g: &mut Inner, req: &Element, rec: &mut Recorded) -> Answer
                 new.seen.insert(id.clone(), ck.clone());
                 let wrapper = if k == 'c' { "Create" } else { "Update" };
                 changes.push(
-                    t(wrapper).with_child(
-                        t("Contact").with_child(item_id.with_attr("ChangeKey", ck)),
-                    ),
+                    t(wrapper)
+                        .with_child(t("Contact").with_child(item_id.with_attr("ChangeKey", ck))),
                 );
             }
         }
@@ -920,8 +932,7 @@ fn check_limits(props: &[Element]) -> Option<&'static str> {
             "PhysicalAddresses" => &["Business", "Home", "Other"],
             _ => continue,
         };
-        if p
-            .children
+        if p.children
             .iter()
             .any(|e| !e.attr("Key").is_some_and(|k| allowed.contains(&k)))
         {
@@ -949,7 +960,13 @@ fn apply_update(c: &mut Stored, upd: &Element) -> Result<(), &'static str> {
     let set = upd.name == "SetItemField";
     let value = if set {
         let contact = upd.children.get(1).ok_or("ErrorInvalidRequest")?;
-        Some(contact.children.first().ok_or("ErrorInvalidRequest")?.clone())
+        Some(
+            contact
+                .children
+                .first()
+                .ok_or("ErrorInvalidRequest")?
+                .clone(),
+        )
     } else {
         None
     };
@@ -989,7 +1006,11 @@ fn apply_update(c: &mut Stored, upd: &Element) -> Result<(), &'static str> {
     if !c.props.iter().any(|p| p.name == dict) {
         c.props.push(t(dict));
     }
-    let d = c.props.iter_mut().find(|p| p.name == dict).ok_or("ErrorInvalidRequest")?;
+    let d = c
+        .props
+        .iter_mut()
+        .find(|p| p.name == dict)
+        .ok_or("ErrorInvalidRequest")?;
     match sub {
         None => {
             d.children.retain(|e| e.attr("Key") != Some(index));
@@ -1015,12 +1036,16 @@ fn apply_update(c: &mut Stored, upd: &Element) -> Result<(), &'static str> {
             d.children.retain(|e| !e.children.is_empty());
         }
     }
-    c.props.retain(|p| !(p.name == dict && p.children.is_empty()));
+    c.props
+        .retain(|p| !(p.name == dict && p.children.is_empty()));
     Ok(())
 }
 
 fn update_item(g: &mut Inner, req: &Element, rec: &mut Recorded) -> Answer {
-    let resolution = req.attr("ConflictResolution").unwrap_or("AutoResolve").to_string();
+    let resolution = req
+        .attr("ConflictResolution")
+        .unwrap_or("AutoResolve")
+        .to_string();
     rec.conflict_resolution = Some(resolution.clone());
     let Some(change) = child(req, "ItemChanges").and_then(|c| c.children.first()) else {
         return answer(
@@ -1035,7 +1060,10 @@ fn update_item(g: &mut Inner, req: &Element, rec: &mut Recorded) -> Answer {
         );
     };
     let id = item_id.attr("Id").unwrap_or_default().to_string();
-    if g.race_next_update.as_ref().is_some_and(|(rid, _, _)| *rid == id) {
+    if g.race_next_update
+        .as_ref()
+        .is_some_and(|(rid, _, _)| *rid == id)
+    {
         if let Some((_, local, value)) = g.race_next_update.take() {
             let seq = g.bump();
             if let Some(c) = g.contacts.get_mut(&id) {

@@ -52,7 +52,7 @@ pub fn domain_of(email: &str) -> Result<&str, ProviderError> {
     }
 }
 
-/// The candidate URLs for `email`, in the documented order (providers.md §4): 
+/// The candidate URLs for `email`, in the documented order (providers.md §4):
 /// `https://<domain>/autodiscover/autodiscover.xml`, `https://autodiscover.<domain>/…`, then the
 /// `http://autodiscover.<domain>/…` redirect probe.
 pub fn candidates(email: &str) -> Result<Vec<Candidate>, ProviderError> {
@@ -242,7 +242,9 @@ pub async fn discover(
         match parse_response(&bytes) {
             Ok(Outcome::Settings(url)) => {
                 let ews_url = Url::parse(&url).map_err(|e| {
-                    ProviderError::Protocol(format!("autodiscover returned a bad EwsUrl {url}: {e}"))
+                    ProviderError::Protocol(format!(
+                        "autodiscover returned a bad EwsUrl {url}: {e}"
+                    ))
                 })?;
                 return Ok(Discovered { ews_url, email });
             }
@@ -267,7 +269,9 @@ pub async fn discover(
             Ok(Outcome::Error { code, message }) => {
                 tracing::debug!(%code, %message, url = %post_url, "autodiscover error");
             }
-            Err(e) => tracing::debug!(error = %e, url = %post_url, "unreadable autodiscover answer"),
+            Err(e) => {
+                tracing::debug!(error = %e, url = %post_url, "unreadable autodiscover answer")
+            }
         }
     }
     if refused {

@@ -5,14 +5,16 @@
 //! `BackOffMilliseconds`) waited out within the same bounded budget; and 401 as
 //! [`ProviderError::NeedsReauthorization`] (after one token refresh for bearer auth).
 
-use std::sync::Arc;
 use base64::Engine as _;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
+use std::sync::Arc;
 use url::Url;
 
 use crate::dav::xml::Element;
-use crate::providers::http::{retry_after, send_with_retry, status_error, AccessTokenSource, RetryPolicy};
+use crate::providers::http::{
+    retry_after, send_with_retry, status_error, AccessTokenSource, RetryPolicy,
+};
 use crate::providers::ProviderError;
 
 use super::names::{code, CONTENT_TYPE_SOAP, HEADER_ANCHOR_MAILBOX, HEADER_SOAP_ACTION};

@@ -60,7 +60,11 @@ impl Address {
             (el::CITY, field::ADDRESS_CITY, &self.city),
             (el::STATE, field::ADDRESS_STATE, &self.state),
             (el::COUNTRY_OR_REGION, field::ADDRESS_COUNTRY, &self.country),
-            (el::POSTAL_CODE, field::ADDRESS_POSTAL_CODE, &self.postal_code),
+            (
+                el::POSTAL_CODE,
+                field::ADDRESS_POSTAL_CODE,
+                &self.postal_code,
+            ),
         ]
     }
 
@@ -170,24 +174,28 @@ impl EwsContact {
             }
             let v = entry.text.trim();
             if !v.is_empty() && EMAIL_KEYS.contains(&key.as_str()) {
-                c.emails.push((key, v.strip_prefix("SMTP:").unwrap_or(v).to_string()));
+                c.emails
+                    .push((key, v.strip_prefix("SMTP:").unwrap_or(v).to_string()));
             }
         }
-        c.emails.sort_by_key(|(k, _)| EMAIL_KEYS.iter().position(|x| x == k));
+        c.emails
+            .sort_by_key(|(k, _)| EMAIL_KEYS.iter().position(|x| x == k));
         for (key, entry) in entries(e, el::PHONE_NUMBERS) {
             let v = entry.text.trim();
             if !v.is_empty() && phone::ALL.contains(&key.as_str()) {
                 c.phones.push((key, v.to_string()));
             }
         }
-        c.phones.sort_by_key(|(k, _)| phone::ALL.iter().position(|x| x == k));
+        c.phones
+            .sort_by_key(|(k, _)| phone::ALL.iter().position(|x| x == k));
         for (key, entry) in entries(e, el::IM_ADDRESSES) {
             let v = entry.text.trim();
             if !v.is_empty() && IM_KEYS.contains(&key.as_str()) {
                 c.im_addresses.push((key, v.to_string()));
             }
         }
-        c.im_addresses.sort_by_key(|(k, _)| IM_KEYS.iter().position(|x| x == k));
+        c.im_addresses
+            .sort_by_key(|(k, _)| IM_KEYS.iter().position(|x| x == k));
         for (key, entry) in entries(e, el::PHYSICAL_ADDRESSES) {
             if !ADDRESS_KEYS.contains(&key.as_str()) {
                 continue;
@@ -203,7 +211,8 @@ impl EwsContact {
                 c.addresses.push((key, a));
             }
         }
-        c.addresses.sort_by_key(|(k, _)| ADDRESS_KEYS.iter().position(|x| x == k));
+        c.addresses
+            .sort_by_key(|(k, _)| ADDRESS_KEYS.iter().position(|x| x == k));
         if let Some(cats) = e.child(&t(el::CATEGORIES)) {
             c.categories = cats
                 .children
@@ -315,7 +324,13 @@ pub fn from_ews(c: &EwsContact) -> FromEws {
         .or_else(|| text(&c.company_name).map(str::to_string))
         .unwrap_or_default();
     entries.push(text_entry(VCardProperty::Fn, &fn_value));
-    let n_parts = [&c.surname, &c.given_name, &c.middle_name, &None, &c.generation];
+    let n_parts = [
+        &c.surname,
+        &c.given_name,
+        &c.middle_name,
+        &None,
+        &c.generation,
+    ];
     if n_parts.iter().any(|p| text(p).is_some()) {
         entries.push(
             VCardEntry::new(VCardProperty::N).with_values(
@@ -504,7 +519,8 @@ pub fn to_ews(card: &VCard) -> ToEws {
             None => over(e, OverflowReason::SlotsFull(el::PHONE_NUMBERS)),
         }
     }
-    c.phones.sort_by_key(|(k, _)| phone::ALL.iter().position(|x| x == k));
+    c.phones
+        .sort_by_key(|(k, _)| phone::ALL.iter().position(|x| x == k));
     for e in by_pref(card, &VCardProperty::Impp) {
         match first_text(e) {
             Some(a) if c.im_addresses.len() < IM_KEYS.len() => c
@@ -678,8 +694,7 @@ pub fn contact_element(c: &EwsContact, crm_id: Option<&str>) -> Element {
     opt_el(&mut e, el::COMPANY_NAME, &c.company_name);
     if !c.emails.is_empty() {
         e.push(
-            t_el(el::EMAIL_ADDRESSES)
-                .with_children(c.emails.iter().map(|(k, v)| entry_el(k, v))),
+            t_el(el::EMAIL_ADDRESSES).with_children(c.emails.iter().map(|(k, v)| entry_el(k, v))),
         );
     }
     if !c.addresses.is_empty() {
@@ -689,9 +704,7 @@ pub fn contact_element(c: &EwsContact, crm_id: Option<&str>) -> Element {
         );
     }
     if !c.phones.is_empty() {
-        e.push(
-            t_el(el::PHONE_NUMBERS).with_children(c.phones.iter().map(|(k, v)| entry_el(k, v))),
-        );
+        e.push(t_el(el::PHONE_NUMBERS).with_children(c.phones.iter().map(|(k, v)| entry_el(k, v))));
     }
     opt_el(&mut e, el::BIRTHDAY, &c.birthday);
     opt_el(&mut e, el::BUSINESS_HOME_PAGE, &c.business_home_page);
@@ -738,11 +751,19 @@ pub fn updates(c: &EwsContact) -> Vec<FieldUpdate> {
         path(field::ITEM_CATEGORIES),
         (!c.categories.is_empty()).then(|| categories_el(&c.categories)),
     ));
-    out.push(simple(field::DISPLAY_NAME, el::DISPLAY_NAME, &c.display_name));
+    out.push(simple(
+        field::DISPLAY_NAME,
+        el::DISPLAY_NAME,
+        &c.display_name,
+    ));
     out.push(simple(field::GIVEN_NAME, el::GIVEN_NAME, &c.given_name));
     out.push(simple(field::MIDDLE_NAME, el::MIDDLE_NAME, &c.middle_name));
     out.push(simple(field::NICKNAME, el::NICKNAME, &c.nickname));
-    out.push(simple(field::COMPANY_NAME, el::COMPANY_NAME, &c.company_name));
+    out.push(simple(
+        field::COMPANY_NAME,
+        el::COMPANY_NAME,
+        &c.company_name,
+    ));
     let indexed = |uri: &str, dict: &'static str, keys: &[&str], vals: &[(String, String)]| {
         keys.iter()
             .map(|k| {
@@ -962,7 +983,10 @@ mod tests {
         assert_eq!(
             over,
             [
-                ("e3@x".into(), OverflowReason::SlotsFull(el::EMAIL_ADDRESSES)),
+                (
+                    "e3@x".into(),
+                    OverflowReason::SlotsFull(el::EMAIL_ADDRESSES)
+                ),
                 ("2".into(), OverflowReason::SlotsFull(el::PHONE_NUMBERS)),
                 ("m2".into(), OverflowReason::SlotsFull(el::PHONE_NUMBERS)),
                 ("Engineer".into(), OverflowReason::Unsupported),
@@ -999,18 +1023,13 @@ mod tests {
         assert!(d.contains(&"del contacts:PhoneNumber MobilePhone".to_string()));
         assert!(d.contains(&"del contacts:JobTitle ".to_string()));
         assert!(d.contains(&"set contacts:Surname ".to_string()));
-        assert_eq!(
-            ups.len(),
-            2 + 5 + 3 + 15 + phone::ALL.len() + 4 + 3 + 2
-        );
+        assert_eq!(ups.len(), 2 + 5 + 3 + 15 + phone::ALL.len() + 4 + 3 + 2);
     }
 
     #[test]
     fn non_contacts_and_odd_values_do_not_panic() {
-        let dl = xml::parse(
-            format!("<t:DistributionList xmlns:t=\"{NS_TYPES}\"/>").as_bytes(),
-        )
-        .unwrap();
+        let dl =
+            xml::parse(format!("<t:DistributionList xmlns:t=\"{NS_TYPES}\"/>").as_bytes()).unwrap();
         assert!(EwsContact::from_element(&dl).is_err());
         let odd = xml::parse(
             format!(

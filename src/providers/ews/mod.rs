@@ -78,7 +78,11 @@ pub struct EwsConfig {
 
 impl EwsConfig {
     /// Basic authentication against `url`.
-    pub fn basic(url: impl Into<String>, username: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn basic(
+        url: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         Self::with_auth(
             url,
             EwsAuth::Basic {
@@ -141,9 +145,7 @@ impl EwsProvider {
                 config.anchor_mailbox,
                 config.retry,
             )?,
-            page_size: config
-                .page_size
-                .clamp(1, names::MAX_CHANGES_RETURNED_LIMIT),
+            page_size: config.page_size.clamp(1, names::MAX_CHANGES_RETURNED_LIMIT),
             batch: config.get_item_batch.max(1),
         })
     }
@@ -191,7 +193,10 @@ impl EwsProvider {
     }
 
     /// Turns SyncFolderItems changes into engine changes, reading creates/updates in batches.
-    async fn changes_of(&self, changes: Vec<SyncChange>) -> Result<Vec<RemoteChange>, ProviderError> {
+    async fn changes_of(
+        &self,
+        changes: Vec<SyncChange>,
+    ) -> Result<Vec<RemoteChange>, ProviderError> {
         // The same item twice in one page: the last occurrence is the newest state.
         let mut last: HashMap<String, usize> = HashMap::new();
         let mut order: Vec<(String, bool)> = Vec::new();
@@ -245,7 +250,11 @@ impl EwsProvider {
         sent: &VCard,
         mapped: &EwsContact,
     ) -> Result<Written, ProviderError> {
-        match self.get_items(std::slice::from_ref(&id.id)).await?.remove(&id.id) {
+        match self
+            .get_items(std::slice::from_ref(&id.id))
+            .await?
+            .remove(&id.id)
+        {
             Some(Ok(Some(item))) => Ok(Written {
                 id: item.id,
                 etag: item.etag,
@@ -286,7 +295,10 @@ impl Provider for EwsProvider {
         loop {
             let body = self
                 .client
-                .call(op::FIND_FOLDER, &soap::find_folder(offset, FIND_COUNT_LIMIT))
+                .call(
+                    op::FIND_FOLDER,
+                    &soap::find_folder(offset, FIND_COUNT_LIMIT),
+                )
                 .await?;
             let page = soap::parse_find_folder(&body).map_err(ews_error)?;
             let n = page.folders.len();
@@ -354,7 +366,10 @@ impl Provider for EwsProvider {
                 .await?;
             let page = match soap::parse_sync_folder_items(&body) {
                 Err(e) if e.code() == Some(code::INVALID_SYNC_STATE_DATA) && !restarted => {
-                    tracing::info!(group, "EWS SyncState invalid; restarting with a full listing");
+                    tracing::info!(
+                        group,
+                        "EWS SyncState invalid; restarting with a full listing"
+                    );
                     restarted = true;
                     kind = PullKind::FullListing;
                     state = None;
@@ -410,7 +425,10 @@ impl Provider for EwsProvider {
             Some(ck) => (ck.to_string(), ConflictResolution::NeverOverwrite),
             // No version known: overwrite what is there now.
             None => {
-                let current = self.fetch(group, id).await?.ok_or(ProviderError::NotFound)?;
+                let current = self
+                    .fetch(group, id)
+                    .await?
+                    .ok_or(ProviderError::NotFound)?;
                 let ck = current.etag.ok_or_else(|| {
                     ProviderError::Protocol("EWS item without a ChangeKey".into())
                 })?;

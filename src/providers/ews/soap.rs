@@ -280,9 +280,9 @@ pub fn update_item(
     updates: Vec<FieldUpdate>,
 ) -> String {
     let updates = updates.into_iter().map(|u| match u {
-        FieldUpdate::Set { path, contact } => t_el("SetItemField")
-            .with_child(path)
-            .with_child(contact),
+        FieldUpdate::Set { path, contact } => {
+            t_el("SetItemField").with_child(path).with_child(contact)
+        }
         FieldUpdate::Delete { path } => t_el("DeleteItemField").with_child(path),
     });
     envelope(
@@ -318,7 +318,11 @@ pub fn delete_item(id: &str) -> String {
 fn back_off_in(el_: &Element) -> Option<Duration> {
     fn walk(e: &Element) -> Option<Duration> {
         if e.name == el::VALUE && e.attr(attr::NAME) == Some(BACK_OFF_MILLISECONDS) {
-            return e.text_trimmed().parse::<u64>().ok().map(Duration::from_millis);
+            return e
+                .text_trimmed()
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_millis);
         }
         e.children.iter().find_map(walk)
     }
@@ -357,13 +361,7 @@ fn fault_error(fault: &Element) -> EwsError {
         })
         .map(|c| c.text_trimmed().to_string())
         .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| {
-            faultcode
-                .rsplit(':')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        });
+        .unwrap_or_else(|| faultcode.rsplit(':').next().unwrap_or_default().to_string());
     EwsError::Fault {
         code,
         message,
@@ -415,7 +413,10 @@ impl ResponseMessage {
 }
 
 /// The response messages of `operation` in a SOAP `Body`.
-pub fn response_messages(body: &Element, operation: &str) -> Result<Vec<ResponseMessage>, EwsError> {
+pub fn response_messages(
+    body: &Element,
+    operation: &str,
+) -> Result<Vec<ResponseMessage>, EwsError> {
     let resp_name = format!("{operation}Response");
     let resp = body
         .children
@@ -436,7 +437,10 @@ pub fn response_messages(body: &Element, operation: &str) -> Result<Vec<Response
             };
             let code_ = text_of(el::RESPONSE_CODE);
             ResponseMessage {
-                class: msg.attr(attr::RESPONSE_CLASS).unwrap_or_default().to_string(),
+                class: msg
+                    .attr(attr::RESPONSE_CLASS)
+                    .unwrap_or_default()
+                    .to_string(),
                 code: if code_.is_empty() {
                     code::NO_ERROR.to_string()
                 } else {
@@ -703,8 +707,12 @@ mod tests {
     use std::path::Path;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ews").join(name))
-            .unwrap()
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/ews")
+                .join(name),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -767,10 +775,7 @@ mod tests {
         let body = root.child(&soap(el::BODY)).unwrap();
         let op_el = body.child(&m(op::SYNC_FOLDER_ITEMS)).unwrap();
         assert!(op_el.child(&m(el::SYNC_STATE)).is_none());
-        assert_eq!(
-            op_el.child(&m("MaxChangesReturned")).unwrap().text,
-            "100"
-        );
+        assert_eq!(op_el.child(&m("MaxChangesReturned")).unwrap().text, "100");
         let req = sync_folder_items("contacts", Some("H4s<&>"), 5);
         assert!(req.contains("DistinguishedFolderId"));
         assert!(req.contains("H4s&lt;&amp;&gt;"));
