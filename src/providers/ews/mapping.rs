@@ -30,8 +30,8 @@ use calcard::vcard::{VCardEntry, VCardProperty, VCardType, VCardValue};
 use crate::dav::names::QName;
 use crate::dav::xml::Element;
 use crate::providers::graph::mapping::{
-    birthday_json, by_pref, component, first_text, has_type, parse_birthday, pref1, text,
-    text_entry, typ,
+    birthday_json, by_pref, categories_of, component, first_text, has_type, is_mapped,
+    parse_birthday, pref1, text, text_entry, typ,
 };
 use crate::vcard::VCard;
 
@@ -590,44 +590,9 @@ pub fn to_ews(card: &VCard) -> ToEws {
     for e in notes.iter().skip(1) {
         over(e, OverflowReason::SlotsFull(el::ITEM_BODY));
     }
-    c.categories = card
-        .properties(&VCardProperty::Categories)
-        .flat_map(|e| e.values.iter())
-        .flat_map(|v| match v {
-            VCardValue::Text(t) => vec![t.trim().to_string()],
-            VCardValue::Component(c) => c.iter().map(|s| s.trim().to_string()).collect(),
-            _ => vec![],
-        })
-        .filter(|c| !c.is_empty())
-        .collect();
-
-    for e in &card.entries {
-        let handled = matches!(
-            e.name,
-            VCardProperty::Begin
-                | VCardProperty::End
-                | VCardProperty::Version
-                | VCardProperty::Prodid
-                | VCardProperty::Rev
-                | VCardProperty::Uid
-                | VCardProperty::Kind
-                | VCardProperty::Fn
-                | VCardProperty::N
-                | VCardProperty::Nickname
-                | VCardProperty::Email
-                | VCardProperty::Tel
-                | VCardProperty::Impp
-                | VCardProperty::Adr
-                | VCardProperty::Org
-                | VCardProperty::Title
-                | VCardProperty::Url
-                | VCardProperty::Bday
-                | VCardProperty::Note
-                | VCardProperty::Categories
-        );
-        if !handled {
-            over(e, OverflowReason::Unsupported);
-        }
+    c.categories = categories_of(card);
+    for e in card.entries.iter().filter(|e| !is_mapped(&e.name)) {
+        over(e, OverflowReason::Unsupported);
     }
     ToEws {
         contact: c,

@@ -643,6 +643,47 @@ pub(crate) fn birthday_json(entry: &VCardEntry) -> Option<String> {
     Some(format!("{year:04}-{month:02}-{day:02}T00:00:00Z"))
 }
 
+/// Every CATEGORIES value of the card, trimmed, empty ones dropped.
+pub(crate) fn categories_of(card: &VCard) -> Vec<String> {
+    card.properties(&VCardProperty::Categories)
+        .flat_map(|e| e.values.iter())
+        .flat_map(|v| match v {
+            VCardValue::Text(t) => vec![t.trim().to_string()],
+            VCardValue::Component(c) => c.iter().map(|s| s.trim().to_string()).collect(),
+            _ => vec![],
+        })
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// True for the properties the Graph and EWS mappings write (or that are card metadata, never
+/// written nor reported): everything else is overflow.
+pub(crate) fn is_mapped(name: &VCardProperty) -> bool {
+    matches!(
+        name,
+        VCardProperty::Begin
+            | VCardProperty::End
+            | VCardProperty::Version
+            | VCardProperty::Prodid
+            | VCardProperty::Rev
+            | VCardProperty::Uid
+            | VCardProperty::Kind
+            | VCardProperty::Fn
+            | VCardProperty::N
+            | VCardProperty::Nickname
+            | VCardProperty::Email
+            | VCardProperty::Tel
+            | VCardProperty::Impp
+            | VCardProperty::Adr
+            | VCardProperty::Org
+            | VCardProperty::Title
+            | VCardProperty::Url
+            | VCardProperty::Bday
+            | VCardProperty::Note
+            | VCardProperty::Categories
+    )
+}
+
 /// Maps a card to the Graph JSON body for `POST`/`PATCH`, filling slots primary first.
 ///
 /// - EMAIL → `emailAddresses` (3 slots; `name` is set to the address itself).
@@ -837,45 +878,12 @@ pub fn to_graph(card: &VCard) -> ToGraph {
     for e in notes.iter().skip(1) {
         push_over(e, OverflowReason::SlotsFull(field::PERSONAL_NOTES));
     }
-    let categories: Vec<Value> = card
-        .properties(&VCardProperty::Categories)
-        .flat_map(|e| e.values.iter())
-        .flat_map(|v| match v {
-            VCardValue::Text(t) => vec![t.trim().to_string()],
-            VCardValue::Component(c) => c.iter().map(|s| s.trim().to_string()).collect(),
-            _ => vec![],
-        })
-        .filter(|c| !c.is_empty())
-        .map(Value::String)
-        .collect();
+    let categories: Vec<Value> = categories_of(card).into_iter().map(Value::String).collect();
     body.insert(field::CATEGORIES.into(), Value::Array(categories));
 
     // Whatever Graph has no member for.
     for e in &card.entries {
-        let handled = matches!(
-            e.name,
-            VCardProperty::Begin
-                | VCardProperty::End
-                | VCardProperty::Version
-                | VCardProperty::Prodid
-                | VCardProperty::Rev
-                | VCardProperty::Uid
-                | VCardProperty::Kind
-                | VCardProperty::Fn
-                | VCardProperty::N
-                | VCardProperty::Nickname
-                | VCardProperty::Email
-                | VCardProperty::Tel
-                | VCardProperty::Impp
-                | VCardProperty::Adr
-                | VCardProperty::Org
-                | VCardProperty::Title
-                | VCardProperty::Url
-                | VCardProperty::Bday
-                | VCardProperty::Note
-                | VCardProperty::Categories
-        );
-        if !handled {
+        if !is_mapped(&e.name) {
             push_over(e, OverflowReason::Unsupported);
         }
     }
