@@ -548,3 +548,67 @@ async fn overflow_is_not_sent_and_is_kept_in_the_written_card() {
     let pulled = p.fetch(FOLDER, &w.id).await.unwrap().unwrap();
     assert_eq!(pulled.card.properties(&VCardProperty::Email).count(), 3);
 }
+
+/// Every element path below `e` (`Envelope/Body/…`), by local name.
+fn paths(e: &cardbridge::dav::xml::Element, prefix: &str, out: &mut HashSet<String>) {
+    let here = format!("{prefix}/{}", e.name);
+    for c in &e.children {
+        paths(c, &here, out);
+    }
+    out.insert(here);
+}
+
+#[tokio::test]
+async fn fake_sync_answers_have_the_fixture_shape() {
+    use cardbridge::providers::ews::soap;
+    let (fake, p) = setup(10).await;
+    let ids = fake.seed(FOLDER, 0, 3);
+    let cursor = pull_all(&p, None)
+        .await
+        .last()
+        .unwrap()
+        .cursor
+        .clone()
+        .unwrap();
+    let state = cursor.strip_prefix(CURSOR_DELTA).unwrap();
+    fake.put_contact(FOLDER, "<t:DisplayName>New</t:DisplayName>");
+    fake.edit_contact(&ids[1], "JobTitle", Some("CFO"));
+    fake.delete_contact(&ids[2]);
+    let send = |body: String| {
+        let url = fake.ews_url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .basic_auth("CONTOSO\\jane", Some("s3cret"))
+                .header("content-type", "text/xml; charset=utf-8")
+                .header("soapaction", soap::soap_action("SyncFolderItems"))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        }
+    };
+    let shape = |bytes: &[u8]| {
+        let root = cardbridge::dav::xml::parse(bytes).unwrap();
+        let mut out = HashSet::new();
+        paths(&root, "", &mut out);
+        out.retain(|p| !p.contains("/Header"));
+        out
+    };
+    let answer = send(soap::sync_folder_items(FOLDER, Some(state), 3)).await;
+    let fixture = include_bytes!("../fixtures/ews/sync-folder-items.xml");
+    assert_eq!(shape(&answer), shape(fixture));
+    let page = soap::parse_sync_folder_items(&soap::parse_body(&answer).unwrap()).unwrap();
+    assert!(page.last);
+    assert_eq!(page.changes.len(), 3, "{:?}", page.changes);
+
+    fake.expire_sync_states();
+    let answer = send(soap::sync_folder_items(FOLDER, Some(state), 2)).await;
+    assert_eq!(
+        answer.as_ref(),
+        include_bytes!("../fixtures/ews/sync-invalid-state.xml")
+    );
+}
