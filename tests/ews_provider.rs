@@ -189,6 +189,22 @@ async fn more_changes_than_a_page_loop_until_the_last_item_in_range() {
 }
 
 #[tokio::test]
+async fn a_contact_deleted_before_get_item_is_a_deletion() {
+    let (fake, p) = setup(10).await;
+    let ids = fake.seed(FOLDER, 0, 3);
+    fake.delete_before_next_get_item(&ids[1]);
+    let pages = pull_all(&p, None).await;
+    let changes: Vec<&RemoteChange> = pages.iter().flat_map(|p| &p.changes).collect();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert_eq!(changes[1], &RemoteChange::Delete { id: ids[1].clone() });
+    assert_eq!(upsert_ids(&pages), [ids[0].clone(), ids[2].clone()]);
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.op == "GetItem" && r.code.as_deref() == Some("NoError")));
+}
+
+#[tokio::test]
 async fn invalid_sync_state_restarts_as_full_listing_without_duplicates() {
     let (fake, p) = setup(20).await;
     let ids = fake.seed(FOLDER, 0, 50);

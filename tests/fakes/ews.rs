@@ -107,6 +107,8 @@ struct Inner {
     retry_after_secs: u64,
     /// An Outlook edit (id, property, value) that lands just before the next UpdateItem of id.
     race_next_update: Option<(String, String, String)>,
+    /// A contact deleted (as in Outlook) just before the next GetItem.
+    race_next_get: Option<String>,
     requests: Vec<Recorded>,
 }
 
@@ -432,6 +434,12 @@ impl FakeEws {
     /// and its next UpdateItem of that item, so the client's ChangeKey is stale.
     pub fn edit_before_next_update(&self, id: &str, local: &str, value: &str) {
         self.lock().race_next_update = Some((id.into(), local.into(), value.into()));
+    }
+
+    /// Simulates a user deleting `id` in Outlook between the client's SyncFolderItems and its
+    /// next GetItem.
+    pub fn delete_before_next_get_item(&self, id: &str) {
+        self.lock().race_next_get = Some(id.into());
     }
 
     /// Changes the accepted password (revokes the old credentials).
@@ -867,6 +875,9 @@ fn sync_folder_items(g: &mut Inner, req: &Element, rec: &mut Recorded) -> Answer
 }
 
 fn get_item(g: &mut Inner, req: &Element, rec: &mut Recorded) -> Answer {
+    if let Some(gone) = g.race_next_get.take() {
+        g.contacts.remove(&gone);
+    }
     let with_ext = child(req, "ItemShape")
         .and_then(|s| child(s, "AdditionalProperties"))
         .is_some_and(|a| a.children.iter().any(|c| c.name == "ExtendedFieldURI"));
