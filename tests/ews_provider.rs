@@ -508,12 +508,22 @@ async fn autodiscover_finds_the_ews_url_in_candidate_order() {
         l.local_addr().unwrap()
     };
     let candidates = vec![
-        Candidate::Post(
+        Candidate::Soap(
+            format!("http://{dead}/autodiscover/autodiscover.svc")
+                .parse()
+                .unwrap(),
+        ),
+        Candidate::Pox(
             format!("http://{dead}/autodiscover/autodiscover.xml")
                 .parse()
                 .unwrap(),
         ),
-        Candidate::Post(
+        Candidate::Soap(
+            format!("{}/autodiscover/autodiscover.svc", fake.origin)
+                .parse()
+                .unwrap(),
+        ),
+        Candidate::Pox(
             format!("{}/autodiscover/autodiscover.xml", fake.origin)
                 .parse()
                 .unwrap(),
@@ -523,6 +533,17 @@ async fn autodiscover_finds_the_ews_url_in_candidate_order() {
         .await
         .unwrap();
     assert_eq!(found.ews_url.as_str(), fake.ews_url);
+    let asked: Vec<String> = fake.requests().iter().map(|r| r.op.clone()).collect();
+    assert_eq!(
+        asked,
+        ["GetUserSettings"],
+        "SOAP is preferred; POX not needed"
+    );
+    // POX alone works too.
+    let pox = discover(&http, "jane@contoso.com", &auth, candidates[3..].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(pox.ews_url.as_str(), fake.ews_url);
     // The URL works as the provider's endpoint.
     let mut cfg = EwsConfig::basic(found.ews_url.to_string(), "jane@contoso.com", "pw");
     cfg.retry = fast_retry();

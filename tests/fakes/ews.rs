@@ -32,6 +32,11 @@ const FIX_BUSY_IN_200: &str = include_str!("../../fixtures/ews/get-item-server-b
 const FIX_CONFLICT: &str = include_str!("../../fixtures/ews/update-item-conflict.xml");
 const FIX_CONTACT: &str = include_str!("../../fixtures/ews/contact-full.xml");
 const FIX_AUTODISCOVER: &str = include_str!("../../fixtures/ews/autodiscover-settings.xml");
+const FIX_AUTODISCOVER_SOAP: &str =
+    include_str!("../../fixtures/ews/autodiscover-soap-settings.xml");
+/// SOAPAction of SOAP Autodiscover GetUserSettings (MS-OXWSADISC).
+const GET_USER_SETTINGS_ACTION: &str =
+    "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings";
 /// The EwsUrl the Autodiscover fixture carries; the fake swaps in its own.
 const FIXTURE_EWS_URL: &str = "https://mail.contoso.com/EWS/Exchange.asmx";
 /// The BackOffMilliseconds the throttling fixtures carry; the fake swaps in the configured one.
@@ -235,6 +240,7 @@ impl FakeEws {
         let app = Router::new()
             .route("/EWS/Exchange.asmx", post(ews))
             .route("/autodiscover/autodiscover.xml", post(autodiscover))
+            .route("/autodiscover/autodiscover.svc", post(autodiscover_soap))
             .with_state(inner.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -583,6 +589,56 @@ async fn autodiscover(State(inner): State<Shared>, headers: HeaderMap, body: Byt
         StatusCode::OK,
         FIX_AUTODISCOVER.replace(FIXTURE_EWS_URL, &g.base),
     )
+}
+
+async fn autodiscover_soap(
+    State(inner): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut g = inner.lock().unwrap();
+    let ok = authorized(&g, &headers);
+    let action = headers
+        .get("soapaction")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim_matches('"').to_string());
+    let mailbox = xml::parse(&body).ok().and_then(|r| {
+        fn find(e: &Element) -> Option<String> {
+            if e.name == "Mailbox" {
+                return Some(e.text.clone());
+            }
+            e.children.iter().find_map(find)
+        }
+        find(&r)
+    });
+    let status = if !ok {
+        401
+    } else if action.as_deref() != Some(GET_USER_SETTINGS_ACTION)
+        || !mailbox.is_some_and(|m| m.contains('@'))
+    {
+        400
+    } else {
+        200
+    };
+    g.requests.push(Recorded {
+        at: Instant::now(),
+        path: "/autodiscover/autodiscover.svc".into(),
+        op: "GetUserSettings".into(),
+        action,
+        status,
+        code: None,
+        count: 0,
+        had_state: false,
+        conflict_resolution: None,
+    });
+    match status {
+        401 => StatusCode::UNAUTHORIZED.into_response(),
+        400 => StatusCode::BAD_REQUEST.into_response(),
+        _ => xml_response(
+            StatusCode::OK,
+            FIX_AUTODISCOVER_SOAP.replace(FIXTURE_EWS_URL, &g.base),
+        ),
+    }
 }
 
 async fn ews(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {

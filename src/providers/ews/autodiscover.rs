@@ -1,14 +1,15 @@
-//! POX Autodiscover (MS-OXDSCLI): finding the EWS URL of a mailbox from its email address.
+//! Autodiscover: finding the EWS URL of a mailbox from its email address, with SOAP
+//! `GetUserSettings` (MS-OXWSADISC, preferred) and POX (MS-OXDSCLI).
 //!
 //! Pure halves: [`candidates`] (the documented order of candidate URLs for a domain),
-//! [`request_body`] and [`parse_response`]. The I/O half, [`discover`], tries the candidates in
-//! order, follows `redirectAddr` (restart for the new address) and `redirectUrl` (https only,
-//! unless the candidate itself was plain http, as on a loopback test server), and the
-//! unauthenticated `http://autodiscover.<domain>` probe whose 302 must lead to https
-//! (providers.md §4 "Autodiscover").
+//! [`soap_request_body`]/[`parse_soap_response`] and [`request_body`]/[`parse_response`]. The
+//! I/O half, [`discover`], tries the candidates in order, follows address redirects (restart
+//! for the new address) and URL redirects (https only, unless the candidate itself was plain
+//! http, as on a loopback test server), and the unauthenticated `http://autodiscover.<domain>`
+//! probe whose 302 must lead to https (providers.md §4 "Autodiscover").
 //!
-//! Not done: the SCP lookup (needs an Active Directory-joined client), the DNS SRV record
-//! `_autodiscover._tcp.<domain>`, and SOAP `GetUserSettings`.
+//! Not done: the SCP lookup (needs an Active Directory-joined client) and the DNS SRV record
+//! `_autodiscover._tcp.<domain>`.
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
@@ -19,8 +20,11 @@ use crate::dav::xml::{self, Element};
 use crate::providers::ProviderError;
 
 use super::client::{authorization, EwsAuth};
+use super::names::HEADER_SOAP_ACTION;
 use super::names::{
-    el, AUTODISCOVER_ACCEPTABLE_SCHEMA, AUTODISCOVER_XML_PATH, NS_AUTODISCOVER_REQUEST,
+    el, AUTODISCOVER_ACCEPTABLE_SCHEMA, AUTODISCOVER_SVC_PATH, AUTODISCOVER_XML_PATH,
+    GET_USER_SETTINGS_ACTION, NS_AUTODISCOVER_REQUEST, NS_AUTODISCOVER_SOAP, NS_SOAP,
+    NS_WS_ADDRESSING, SERVER_VERSION,
 };
 
 /// At most this many redirects (address or URL) per discovery (MS-OXDSCLI §3.1.5.x advises a
@@ -30,8 +34,10 @@ pub const MAX_REDIRECTS: usize = 10;
 /// One place to ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Candidate {
-    /// `POST` the POX request here.
-    Post(Url),
+    /// `POST` the SOAP `GetUserSettings` request here (`…/autodiscover.svc`).
+    Soap(Url),
+    /// `POST` the POX request here (`…/autodiscover.xml`).
+    Pox(Url),
     /// Unauthenticated `GET`; a 302 to an https URL gives the URL to `POST` to.
     RedirectProbe(Url),
 }
@@ -52,23 +58,117 @@ pub fn domain_of(email: &str) -> Result<&str, ProviderError> {
     }
 }
 
-/// The candidate URLs for `email`, in the documented order (providers.md §4):
-/// `https://<domain>/autodiscover/autodiscover.xml`, `https://autodiscover.<domain>/…`, then the
-/// `http://autodiscover.<domain>/…` redirect probe.
+/// The candidate URLs for `email`, in the documented order (providers.md §4), SOAP before
+/// POX on each host: `https://<domain>/autodiscover/autodiscover.svc` and `.xml`, then
+/// `https://autodiscover.<domain>/…` (both), then the `http://autodiscover.<domain>/…`
+/// redirect probe.
 pub fn candidates(email: &str) -> Result<Vec<Candidate>, ProviderError> {
     let domain = domain_of(email)?.to_ascii_lowercase();
     let url = |s: String| {
         Url::parse(&s).map_err(|e| ProviderError::Unsupported(format!("bad domain {domain}: {e}")))
     };
-    Ok(vec![
-        Candidate::Post(url(format!("https://{domain}{AUTODISCOVER_XML_PATH}"))?),
-        Candidate::Post(url(format!(
-            "https://autodiscover.{domain}{AUTODISCOVER_XML_PATH}"
-        ))?),
-        Candidate::RedirectProbe(url(format!(
-            "http://autodiscover.{domain}{AUTODISCOVER_XML_PATH}"
-        ))?),
-    ])
+    let mut out = Vec::new();
+    for host in [domain.clone(), format!("autodiscover.{domain}")] {
+        out.push(Candidate::Soap(url(format!(
+            "https://{host}{AUTODISCOVER_SVC_PATH}"
+        ))?));
+        out.push(Candidate::Pox(url(format!(
+            "https://{host}{AUTODISCOVER_XML_PATH}"
+        ))?));
+    }
+    out.push(Candidate::RedirectProbe(url(format!(
+        "http://autodiscover.{domain}{AUTODISCOVER_XML_PATH}"
+    ))?));
+    Ok(out)
+}
+
+/// The SOAP `GetUserSettings` request for the internal and external EWS URLs
+/// (MS-OXWSADISC §3.1.4.x).
+pub fn soap_request_body(email: &str, to: &Url) -> String {
+    let a = |l: &'static str| Element::new(&QName::new_static(NS_AUTODISCOVER_SOAP, l));
+    let wsa = |l: &'static str| Element::new(&QName::new_static(NS_WS_ADDRESSING, l));
+    let soap = |l: &'static str| Element::new(&QName::new_static(NS_SOAP, l));
+    let root = soap(el::ENVELOPE)
+        .with_child(soap("Header").with_children([
+            a("RequestedServerVersion").with_text(SERVER_VERSION),
+            wsa("Action").with_text(GET_USER_SETTINGS_ACTION),
+            wsa("To").with_text(to.as_str()),
+        ]))
+        .with_child(
+            soap(el::BODY).with_child(
+                a("GetUserSettingsRequestMessage").with_child(
+                    a("Request")
+                        .with_child(
+                            a("Users")
+                                .with_child(a("User").with_child(a("Mailbox").with_text(email))),
+                        )
+                        .with_child(a("RequestedSettings").with_children([
+                            a("Setting").with_text("InternalEwsUrl"),
+                            a("Setting").with_text("ExternalEwsUrl"),
+                        ])),
+                ),
+            ),
+        );
+    xml::render(&root)
+}
+
+/// Reads a SOAP `GetUserSettings` response: the internal EWS URL, else the external one; a
+/// `RedirectAddress`/`RedirectUrl` user error code is a redirect.
+pub fn parse_soap_response(body: &[u8]) -> Result<Outcome, String> {
+    let root = xml::parse(body).map_err(|e| e.to_string())?;
+    let body = local(&root, el::BODY).ok_or("no SOAP Body")?;
+    let msg =
+        local(body, "GetUserSettingsResponseMessage").ok_or("no GetUserSettingsResponseMessage")?;
+    let resp = local(msg, el::AD_RESPONSE).ok_or("no Response")?;
+    let top_code = local_text(resp, "ErrorCode").unwrap_or_default();
+    if top_code != "NoError" && !top_code.is_empty() {
+        return Ok(Outcome::Error {
+            code: top_code,
+            message: local_text(resp, "ErrorMessage").unwrap_or_default(),
+        });
+    }
+    let user = local(resp, "UserResponses")
+        .and_then(|u| local(u, "UserResponse"))
+        .ok_or("no UserResponse")?;
+    let code = local_text(user, "ErrorCode").unwrap_or_default();
+    let target = local_text(user, "RedirectTarget");
+    match code.as_str() {
+        "RedirectAddress" => {
+            return target
+                .map(Outcome::RedirectAddr)
+                .ok_or_else(|| "RedirectAddress without target".into())
+        }
+        "RedirectUrl" => {
+            return target
+                .map(Outcome::RedirectUrl)
+                .ok_or_else(|| "RedirectUrl without target".into())
+        }
+        "NoError" | "" => {}
+        _ => {
+            return Ok(Outcome::Error {
+                code,
+                message: local_text(user, "ErrorMessage").unwrap_or_default(),
+            })
+        }
+    }
+    let settings: Vec<&Element> = local(user, "UserSettings")
+        .map(|s| {
+            s.children
+                .iter()
+                .filter(|c| c.name == "UserSetting")
+                .collect()
+        })
+        .unwrap_or_default();
+    let setting = |name: &str| {
+        settings
+            .iter()
+            .find(|s| local_text(s, "Name").as_deref() == Some(name))
+            .and_then(|s| local_text(s, "Value"))
+    };
+    setting("InternalEwsUrl")
+        .or_else(|| setting("ExternalEwsUrl"))
+        .map(Outcome::Settings)
+        .ok_or_else(|| "no EwsUrl setting".into())
 }
 
 /// The POX request (MS-OXDSCLI §2.2.3).
@@ -191,8 +291,9 @@ pub async fn discover(
     let mut tried = Vec::new();
     while !queue.is_empty() {
         let candidate = queue.remove(0);
-        let post_url = match candidate {
-            Candidate::Post(u) => u,
+        let (post_url, soap) = match candidate {
+            Candidate::Soap(u) => (u, true),
+            Candidate::Pox(u) => (u, false),
             Candidate::RedirectProbe(u) => {
                 tried.push(u.to_string());
                 let resp = probe_client.get(u.clone()).send().await;
@@ -205,7 +306,7 @@ pub async fn discover(
                     _ => None,
                 };
                 match location {
-                    Some(l) if l.scheme() == "https" => l,
+                    Some(l) if l.scheme() == "https" => (l, false),
                     Some(l) => {
                         tracing::warn!(%l, "autodiscover probe redirected to a non-https URL; ignored");
                         continue;
@@ -215,13 +316,17 @@ pub async fn discover(
             }
         };
         tried.push(post_url.to_string());
-        let resp = http
+        let mut req = http
             .post(post_url.clone())
             .header(AUTHORIZATION, auth_header.clone())
-            .header(CONTENT_TYPE, "text/xml; charset=utf-8")
-            .body(request_body(&email))
-            .send()
-            .await;
+            .header(CONTENT_TYPE, "text/xml; charset=utf-8");
+        req = if soap {
+            req.header(HEADER_SOAP_ACTION, GET_USER_SETTINGS_ACTION)
+                .body(soap_request_body(&email, &post_url))
+        } else {
+            req.body(request_body(&email))
+        };
+        let resp = req.send().await;
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
@@ -239,7 +344,12 @@ pub async fn discover(
         let Ok(bytes) = resp.bytes().await else {
             continue;
         };
-        match parse_response(&bytes) {
+        let parsed = if soap {
+            parse_soap_response(&bytes)
+        } else {
+            parse_response(&bytes)
+        };
+        match parsed {
             Ok(Outcome::Settings(url)) => {
                 let ews_url = Url::parse(&url).map_err(|e| {
                     ProviderError::Protocol(format!(
@@ -262,7 +372,14 @@ pub async fn discover(
                     break;
                 }
                 match Url::parse(&url) {
-                    Ok(u) if may_follow(&post_url, &u) => queue.insert(0, Candidate::Post(u)),
+                    Ok(u) if may_follow(&post_url, &u) => {
+                        let next = if u.path().ends_with(".svc") {
+                            Candidate::Soap(u)
+                        } else {
+                            Candidate::Pox(u)
+                        };
+                        queue.insert(0, next);
+                    }
                     _ => tracing::warn!(%url, "autodiscover redirectUrl refused"),
                 }
             }
@@ -311,20 +428,21 @@ mod tests {
     #[test]
     fn candidates_follow_the_documented_order() {
         let c = candidates("jane@Contoso.com").unwrap();
+        let u = |s: &str| Url::parse(s).unwrap();
         assert_eq!(
             c,
             [
-                Candidate::Post(
-                    Url::parse("https://contoso.com/autodiscover/autodiscover.xml").unwrap()
-                ),
-                Candidate::Post(
-                    Url::parse("https://autodiscover.contoso.com/autodiscover/autodiscover.xml")
-                        .unwrap()
-                ),
-                Candidate::RedirectProbe(
-                    Url::parse("http://autodiscover.contoso.com/autodiscover/autodiscover.xml")
-                        .unwrap()
-                ),
+                Candidate::Soap(u("https://contoso.com/autodiscover/autodiscover.svc")),
+                Candidate::Pox(u("https://contoso.com/autodiscover/autodiscover.xml")),
+                Candidate::Soap(u(
+                    "https://autodiscover.contoso.com/autodiscover/autodiscover.svc"
+                )),
+                Candidate::Pox(u(
+                    "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
+                )),
+                Candidate::RedirectProbe(u(
+                    "http://autodiscover.contoso.com/autodiscover/autodiscover.xml"
+                )),
             ]
         );
         for bad in ["nodomain", "@contoso.com", "a@", "a@evil.com/x", "a@b@c:1"] {
@@ -348,6 +466,26 @@ mod tests {
         ));
         assert!(parse_response(b"<nope/>").is_err());
         assert!(parse_response(b"garbage").is_err());
+    }
+
+    #[test]
+    fn soap_responses_are_read() {
+        assert_eq!(
+            parse_soap_response(&fixture("autodiscover-soap-settings.xml")).unwrap(),
+            Outcome::Settings("https://mail.contoso.com/EWS/Exchange.asmx".into())
+        );
+        assert_eq!(
+            parse_soap_response(&fixture("autodiscover-soap-redirect.xml")).unwrap(),
+            Outcome::RedirectAddr("jane@contoso.mail.example".into())
+        );
+        assert!(parse_soap_response(&fixture("autodiscover-settings.xml")).is_err());
+        let req = soap_request_body(
+            "jane@contoso.com",
+            &Url::parse("https://autodiscover.contoso.com/autodiscover/autodiscover.svc").unwrap(),
+        );
+        assert!(req.contains("jane@contoso.com") && req.contains("InternalEwsUrl"));
+        assert!(req.contains(GET_USER_SETTINGS_ACTION));
+        assert!(xml::parse(req.as_bytes()).is_ok());
     }
 
     #[test]

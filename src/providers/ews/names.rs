@@ -32,6 +32,15 @@ pub const HEADER_SOAP_ACTION: &str = "soapaction";
 /// `X-AnchorMailbox`, routing hint for the target mailbox
 /// (how-to-authenticate-an-ews-application-by-using-oauth).
 pub const HEADER_ANCHOR_MAILBOX: &str = "x-anchormailbox";
+/// SOAP Autodiscover namespace (MS-OXWSADISC §2.2.x).
+pub const NS_AUTODISCOVER_SOAP: &str = "http://schemas.microsoft.com/exchange/2010/Autodiscover";
+/// WS-Addressing namespace, for the SOAP Autodiscover `Action`/`To` headers (MS-OXWSADISC).
+pub const NS_WS_ADDRESSING: &str = "http://www.w3.org/2005/08/addressing";
+/// SOAPAction and `wsa:Action` of GetUserSettings (MS-OXWSADISC §3.1.4.x).
+pub const GET_USER_SETTINGS_ACTION: &str =
+    "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings";
+/// The SOAP Autodiscover path (MS-OXWSADISC §3.1.x).
+pub const AUTODISCOVER_SVC_PATH: &str = "/autodiscover/autodiscover.svc";
 /// The EWS endpoint path under a server (providers.md §4).
 pub const EWS_PATH: &str = "/EWS/Exchange.asmx";
 /// The POX Autodiscover path (MS-OXDSCLI §3.1.5).
