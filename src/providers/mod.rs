@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use crate::vcard::VCard;
 
 pub mod carddav;
+pub mod ews;
 pub mod google;
 pub mod graph;
 pub mod http;

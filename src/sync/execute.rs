@@ -44,7 +44,7 @@ use super::state::{self, ItemRecord};
 use super::stats::{self, Outcome, RunCounts, RunRecord};
 use crate::crm::repo::Staged;
 use crate::crm::{can_edit, AccessContext, Acl, Crm, CrmError, Person, User};
-use crate::providers::graph::mapping::reattach_overflow;
+use crate::providers::{ews, graph};
 use crate::providers::{Provider, ProviderError, ProviderKind, PullKind, RemoteChange};
 use crate::store::{Batch, Store, StoreError};
 use crate::vcard::{fingerprint, VCard};
@@ -596,11 +596,9 @@ impl<'a> Engine<'a> {
                 None => None,
             };
             let base_card = record.as_ref().and_then(ItemRecord::card);
-            // Graph keeps what does not fit its slots only in our copy: put it back.
+            // Graph and EWS keep what does not fit their slots only in our copy: put it back.
             if let (Obs::Present { card, .. }, Some(base)) = (&mut obs, &base_card) {
-                if self.provider.kind() == ProviderKind::Graph {
-                    *card = reattach_overflow(card, base);
-                }
+                *card = self.as_stored(card, base);
             }
             let base = record.as_ref().map(ItemRecord::base);
             let person_id = base
@@ -924,12 +922,12 @@ impl<'a> Engine<'a> {
     }
 
     /// The card as the engine remembers it after a write: what the provider returned, with
-    /// Graph's overflow put back from what was sent.
+    /// Graph's or EWS's overflow put back from what was sent.
     fn as_stored(&self, returned: &VCard, sent: &VCard) -> VCard {
-        if self.provider.kind() == ProviderKind::Graph {
-            reattach_overflow(returned, sent)
-        } else {
-            returned.clone()
+        match self.provider.kind() {
+            ProviderKind::Graph => graph::mapping::reattach_overflow(returned, sent),
+            ProviderKind::Ews => ews::mapping::reattach_overflow(returned, sent),
+            _ => returned.clone(),
         }
     }
 }

@@ -341,19 +341,19 @@ pub struct ToGraph {
 // ---------------------------------------------------------------------------------------
 // Graph → vCard
 
-fn text(s: &Option<String>) -> Option<&str> {
+pub(crate) fn text(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn typ(t: VCardType) -> VCardParameter {
+pub(crate) fn typ(t: VCardType) -> VCardParameter {
     VCardParameter::new(VCardParameterName::Type, VCardParameterValue::Type(t))
 }
 
-fn pref1() -> VCardParameter {
+pub(crate) fn pref1() -> VCardParameter {
     VCardParameter::new(VCardParameterName::Pref, VCardParameterValue::Integer(1))
 }
 
-fn text_entry(name: VCardProperty, value: &str) -> VCardEntry {
+pub(crate) fn text_entry(name: VCardProperty, value: &str) -> VCardEntry {
     VCardEntry::new(name).with_value(value.to_string())
 }
 
@@ -378,7 +378,7 @@ fn adr_entry(addr: &PhysicalAddress, kind: Option<VCardType>) -> Option<VCardEnt
 }
 
 /// Parses Graph's `birthday` (`YYYY-MM-DD` optionally followed by a time) into a date.
-fn parse_birthday(s: &str) -> Option<PartialDateTime> {
+pub(crate) fn parse_birthday(s: &str) -> Option<PartialDateTime> {
     let date = s.trim().get(..10)?;
     let mut parts = date.split('-');
     let year: u16 = parts.next()?.parse().ok()?;
@@ -541,7 +541,7 @@ pub fn from_graph(contact: &GraphContact) -> FromGraph {
 // vCard → Graph
 
 /// RFC 6350 §5.3: PREF is 1..=100, 1 most preferred; absent means least preferred.
-fn pref_of(entry: &VCardEntry) -> u32 {
+pub(crate) fn pref_of(entry: &VCardEntry) -> u32 {
     entry
         .params
         .iter()
@@ -554,7 +554,7 @@ fn pref_of(entry: &VCardEntry) -> u32 {
         .unwrap_or(101)
 }
 
-fn has_type(entry: &VCardEntry, wanted: &VCardType) -> bool {
+pub(crate) fn has_type(entry: &VCardEntry, wanted: &VCardType) -> bool {
     entry
         .params
         .iter()
@@ -569,13 +569,13 @@ fn has_type(entry: &VCardEntry, wanted: &VCardType) -> bool {
 }
 
 /// The entries with `name`, most preferred first (stable for equal PREF).
-fn by_pref<'a>(card: &'a VCard, name: &VCardProperty) -> Vec<&'a VCardEntry> {
+pub(crate) fn by_pref<'a>(card: &'a VCard, name: &VCardProperty) -> Vec<&'a VCardEntry> {
     let mut v: Vec<&VCardEntry> = card.entries.iter().filter(|e| &e.name == name).collect();
     v.sort_by_key(|e| pref_of(e));
     v
 }
 
-fn first_text(entry: &VCardEntry) -> Option<String> {
+pub(crate) fn first_text(entry: &VCardEntry) -> Option<String> {
     entry
         .values
         .iter()
@@ -589,7 +589,7 @@ fn first_text(entry: &VCardEntry) -> Option<String> {
 }
 
 /// The `idx`th component of a structured value, "" when missing.
-fn component(entry: &VCardEntry, idx: usize) -> String {
+pub(crate) fn component(entry: &VCardEntry, idx: usize) -> String {
     match entry.values.get(idx) {
         Some(VCardValue::Text(t)) => t.trim().to_string(),
         Some(VCardValue::Component(c)) => c.join(","),
@@ -626,7 +626,7 @@ fn address_json(entry: &VCardEntry) -> Value {
     })
 }
 
-fn birthday_json(entry: &VCardEntry) -> Option<String> {
+pub(crate) fn birthday_json(entry: &VCardEntry) -> Option<String> {
     let date = entry.values.iter().find_map(|v| match v {
         VCardValue::PartialDateTime(d) => Some(d.clone()),
         VCardValue::Text(t) => {
@@ -641,6 +641,47 @@ fn birthday_json(entry: &VCardEntry) -> Option<String> {
     })?;
     let (year, month, day) = (date.year?, date.month?, date.day?);
     Some(format!("{year:04}-{month:02}-{day:02}T00:00:00Z"))
+}
+
+/// Every CATEGORIES value of the card, trimmed, empty ones dropped.
+pub(crate) fn categories_of(card: &VCard) -> Vec<String> {
+    card.properties(&VCardProperty::Categories)
+        .flat_map(|e| e.values.iter())
+        .flat_map(|v| match v {
+            VCardValue::Text(t) => vec![t.trim().to_string()],
+            VCardValue::Component(c) => c.iter().map(|s| s.trim().to_string()).collect(),
+            _ => vec![],
+        })
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// True for the properties the Graph and EWS mappings write (or that are card metadata, never
+/// written nor reported): everything else is overflow.
+pub(crate) fn is_mapped(name: &VCardProperty) -> bool {
+    matches!(
+        name,
+        VCardProperty::Begin
+            | VCardProperty::End
+            | VCardProperty::Version
+            | VCardProperty::Prodid
+            | VCardProperty::Rev
+            | VCardProperty::Uid
+            | VCardProperty::Kind
+            | VCardProperty::Fn
+            | VCardProperty::N
+            | VCardProperty::Nickname
+            | VCardProperty::Email
+            | VCardProperty::Tel
+            | VCardProperty::Impp
+            | VCardProperty::Adr
+            | VCardProperty::Org
+            | VCardProperty::Title
+            | VCardProperty::Url
+            | VCardProperty::Bday
+            | VCardProperty::Note
+            | VCardProperty::Categories
+    )
 }
 
 /// Maps a card to the Graph JSON body for `POST`/`PATCH`, filling slots primary first.
@@ -837,45 +878,12 @@ pub fn to_graph(card: &VCard) -> ToGraph {
     for e in notes.iter().skip(1) {
         push_over(e, OverflowReason::SlotsFull(field::PERSONAL_NOTES));
     }
-    let categories: Vec<Value> = card
-        .properties(&VCardProperty::Categories)
-        .flat_map(|e| e.values.iter())
-        .flat_map(|v| match v {
-            VCardValue::Text(t) => vec![t.trim().to_string()],
-            VCardValue::Component(c) => c.iter().map(|s| s.trim().to_string()).collect(),
-            _ => vec![],
-        })
-        .filter(|c| !c.is_empty())
-        .map(Value::String)
-        .collect();
+    let categories: Vec<Value> = categories_of(card).into_iter().map(Value::String).collect();
     body.insert(field::CATEGORIES.into(), Value::Array(categories));
 
     // Whatever Graph has no member for.
     for e in &card.entries {
-        let handled = matches!(
-            e.name,
-            VCardProperty::Begin
-                | VCardProperty::End
-                | VCardProperty::Version
-                | VCardProperty::Prodid
-                | VCardProperty::Rev
-                | VCardProperty::Uid
-                | VCardProperty::Kind
-                | VCardProperty::Fn
-                | VCardProperty::N
-                | VCardProperty::Nickname
-                | VCardProperty::Email
-                | VCardProperty::Tel
-                | VCardProperty::Impp
-                | VCardProperty::Adr
-                | VCardProperty::Org
-                | VCardProperty::Title
-                | VCardProperty::Url
-                | VCardProperty::Bday
-                | VCardProperty::Note
-                | VCardProperty::Categories
-        );
-        if !handled {
+        if !is_mapped(&e.name) {
             push_over(e, OverflowReason::Unsupported);
         }
     }
