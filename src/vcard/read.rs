@@ -512,33 +512,70 @@ struct RawUnknown {
     value: Option<String>,
 }
 
-/// The unfolded logical lines of a card's text, with 2.1 quoted-printable soft breaks joined.
-fn logical_lines(text: &str) -> Vec<Cow<'_, str>> {
-    let mut out: Vec<Cow<'_, str>> = Vec::new();
-    let mut qp_soft = false;
+/// Calls `on_line` with each unfolded logical line of a card's text (2.1 quoted-printable soft
+/// breaks joined) for which `wanted(first physical line)` holds. Lines not wanted are skipped
+/// without being unfolded, which keeps this second pass over a card cheap: only the few unknown
+/// properties are ever copied.
+fn for_each_logical_line<'a>(
+    text: &'a str,
+    wanted: impl Fn(&str) -> bool,
+    mut on_line: impl FnMut(&str),
+) {
+    // The current logical line: its text (unfolded only when kept), whether it is kept, and
+    // whether its text so far ends with `=` (a quoted-printable soft break when its head says so).
+    let mut current: Option<(Cow<'a, str>, bool)> = None;
+    let mut ends_with_eq = false;
+    let head_is_qp = |l: &str| {
+        contains_ignore_case(
+            l.get(..l.find(':').unwrap_or(l.len())).unwrap_or_default(),
+            ENC_QUOTED_PRINTABLE,
+        )
+    };
     for raw in text.split_inclusive('\n') {
         let line = raw.trim_end_matches(['\r', '\n']);
         let continuation = line.starts_with([' ', '\t']);
-        match out.last_mut() {
-            Some(last) if continuation || qp_soft => {
+        match current.as_mut() {
+            // A line not kept has its whole head (up to its `:`) in the first physical line.
+            Some((last, keep)) if continuation || (ends_with_eq && head_is_qp(last)) => {
                 let rest = if continuation {
                     line.get(1..).unwrap_or_default()
                 } else {
                     line
                 };
-                last.to_mut().push_str(rest);
+                if !rest.is_empty() {
+                    ends_with_eq = rest.ends_with('=');
+                }
+                if *keep {
+                    last.to_mut().push_str(rest);
+                }
             }
-            _ => out.push(Cow::Borrowed(line)),
+            _ => {
+                if let Some((done, true)) = current.take() {
+                    on_line(&done);
+                }
+                // A head folded before its `:` is only known once unfolded: keep such a line.
+                let keep = !line.contains(':') || wanted(line);
+                ends_with_eq = line.ends_with('=');
+                current = Some((Cow::Borrowed(line), keep));
+            }
         }
-        qp_soft = out.last().is_some_and(|l| {
-            l.ends_with('=')
-                && contains_ignore_case(
-                    l.get(..l.find(':').unwrap_or(l.len())).unwrap_or_default(),
-                    ENC_QUOTED_PRINTABLE,
-                )
-        });
     }
-    out
+    if let Some((done, true)) = current {
+        on_line(&done);
+    }
+}
+
+/// The name of a content line (after its group), as far as the line shows it.
+fn line_name(line: &str) -> &str {
+    let head = line
+        .get(..line.find([':', ';']).unwrap_or(line.len()))
+        .unwrap_or_default();
+    head.rsplit_once('.').map_or(head, |(_, name)| name)
+}
+
+/// Whether a content line's name is one calcard does not know (an `Other` property).
+fn is_unknown_name(name: &str) -> bool {
+    !name.is_empty() && VCardProperty::parse(name.as_bytes()).is_none()
 }
 
 /// ASCII case-insensitive substring test, without allocating.
@@ -550,17 +587,18 @@ fn contains_ignore_case(hay: &str, needle: &str) -> bool {
 /// Raw value text of every content line whose property name calcard does not know, in order.
 fn raw_unknown_lines(text: &str) -> Vec<RawUnknown> {
     let mut out = Vec::new();
-    for line in logical_lines(text) {
+    let wanted = |line: &str| is_unknown_name(line_name(line));
+    for_each_logical_line(text, wanted, |line| {
         let head_end = line.find([':', ';']).unwrap_or(line.len());
         let head = line.get(..head_end).unwrap_or_default();
         let (group, name) = match head.rsplit_once('.') {
             Some((g, n)) => (Some(g), n),
             None => (None, head),
         };
-        if name.is_empty() || VCardProperty::parse(name.as_bytes()).is_some() {
-            continue;
+        if !is_unknown_name(name) {
+            return;
         }
-        let colon = find_unquoted_colon(&line);
+        let colon = find_unquoted_colon(line);
         let params = line
             .get(head_end..colon.unwrap_or(head_end))
             .unwrap_or_default();
@@ -576,7 +614,7 @@ fn raw_unknown_lines(text: &str) -> Vec<RawUnknown> {
             name: name.to_string(),
             value,
         });
-    }
+    });
     out
 }
 
@@ -697,6 +735,30 @@ pub fn decode_carets(text: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The second pass copies only unknown properties, but must still unfold them whole,
+    /// including a head folded before its `:` and 2.1 quoted-printable soft breaks of the
+    /// known properties around them (which must not be taken for new lines).
+    #[test]
+    fn raw_unknown_lines_unfold_only_unknown_properties() {
+        let text = "BEGIN:VCARD\r\nVERSION:2.1\r\n\
+                    NOTE;ENCODING=QUOTED-PRINTABLE:a=\r\nX-NOT-A-LINE:b\r\n\
+                    X-FO\r\n O;X-P=1:va\\;l\r\n ue\r\n\
+                    item1.X-ABLabel:Lab\\,el\r\n\
+                    TEL:123\r\nEND:VCARD\r\n";
+        let raws = raw_unknown_lines(text);
+        let got: Vec<(Option<&str>, &str, Option<&str>)> = raws
+            .iter()
+            .map(|r| (r.group.as_deref(), r.name.as_str(), r.value.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (None, "X-FOO", Some("va\\;lue")),
+                (Some("item1"), "X-ABLabel", Some("Lab\\,el")),
+            ]
+        );
+    }
 
     #[test]
     fn carets_decode() {
