@@ -26,7 +26,19 @@ const ADMIN_PASSWORD: &str = "correct-horse-battery";
 struct Serve {
     child: Child,
     base: String,
-    _data: tempfile::TempDir,
+}
+
+impl Serve {
+    /// SIGTERM (graceful: running syncs checkpoint), then waits for the exit.
+    fn stop(mut self) {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let code = self.child.wait().unwrap();
+        assert!(code.success(), "serve exited with {code}");
+    }
 }
 
 impl Drop for Serve {
@@ -36,15 +48,11 @@ impl Drop for Serve {
     }
 }
 
-fn serve() -> Serve {
-    let data = tempfile::Builder::new()
-        .prefix("cardbridge-e2e-")
-        .tempdir()
-        .unwrap();
+fn serve(data: &std::path::Path) -> Serve {
     let port = support::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cardbridge"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data.path().join("data"))
+        .arg(data)
         .env_remove("CARDBRIDGE_CONFIG")
         .env("CARDBRIDGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
         // Radicale runs on this machine: the README says to allow private networks for it.
@@ -79,7 +87,6 @@ fn serve() -> Serve {
     Serve {
         child,
         base: format!("http://127.0.0.1:{port}"),
-        _data: data,
     }
 }
 
@@ -182,21 +189,47 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
     };
     dav.put(
         "ann.vcf",
-        card("ann-1", "Ann", "Lee", "ann@example.org", "+1 202 555 0101", "Engineer"),
+        card(
+            "ann-1",
+            "Ann",
+            "Lee",
+            "ann@example.org",
+            "+1 202 555 0101",
+            "Engineer",
+        ),
     )
     .await;
     dav.put(
         "bob.vcf",
-        card("bob-1", "Bob", "Roe", "bob@example.org", "+1 202 555 0102", "Buyer"),
+        card(
+            "bob-1",
+            "Bob",
+            "Roe",
+            "bob@example.org",
+            "+1 202 555 0102",
+            "Buyer",
+        ),
     )
     .await;
     dav.put(
         "cara.vcf",
-        card("cara-1", "Cara", "Diaz", "cara@example.org", "+1 202 555 0103", "Sales"),
+        card(
+            "cara-1",
+            "Cara",
+            "Diaz",
+            "cara@example.org",
+            "+1 202 555 0103",
+            "Sales",
+        ),
     )
     .await;
 
-    let server = serve();
+    let tmp = tempfile::Builder::new()
+        .prefix("cardbridge-e2e-")
+        .tempdir()
+        .unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
     let api = Api {
         http: reqwest::Client::new(),
         base: server.base.clone(),
@@ -308,7 +341,14 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
     // 7. Edit a card on Radicale; a refresh counts the update.
     dav.put(
         "bob.vcf",
-        card("bob-1", "Bob", "Roe", "bob@example.org", "+1 202 555 0102", "Head Buyer"),
+        card(
+            "bob-1",
+            "Bob",
+            "Roe",
+            "bob@example.org",
+            "+1 202 555 0102",
+            "Head Buyer",
+        ),
     )
     .await;
     let summary = api.refresh(id).await;
@@ -375,11 +415,22 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
     .await;
     dav.put(
         "cara.vcf",
-        card("cara-1", "Cara", "Diaz", "cara@example.org", "+1 202 555 0103", "Head of Sales"),
+        card(
+            "cara-1",
+            "Cara",
+            "Diaz",
+            "cara@example.org",
+            "+1 202 555 0103",
+            "Head of Sales",
+        ),
     )
     .await;
     let summary = api.refresh(id).await;
-    assert_eq!(summary["conflicts"].as_array().unwrap().len(), 1, "{summary}");
+    assert_eq!(
+        summary["conflicts"].as_array().unwrap().len(),
+        1,
+        "{summary}"
+    );
     let conflicts = api
         .ok("GET", &format!("/connections/{id}/conflicts"), None)
         .await;
@@ -402,4 +453,81 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
         }
         other => panic!("winner {other}"),
     }
+
+    // 10. With the server stopped, `cardbridge sync --connection ID` runs one sync in the
+    // foreground and prints its summary; the run is recorded like a refresh.
+    server.stop();
+    dav.put(
+        "dan.vcf",
+        card(
+            "dan-1",
+            "Dan",
+            "Ng",
+            "dan@example.org",
+            "+1 202 555 0104",
+            "Founder",
+        ),
+    )
+    .await;
+    let out = Command::new(env!("CARGO_BIN_EXE_cardbridge"))
+        .args(["sync", "--connection", &id.to_string(), "--data"])
+        .arg(&data)
+        .env_remove("CARDBRIDGE_CONFIG")
+        .env("CARDBRIDGE_ALLOW_PRIVATE_NETWORKS", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    assert!(stdout.contains("added 1"), "{stdout}");
+    assert!(stdout.contains("in sync 4"), "{stdout}");
+    let server = serve(&data);
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+    };
+    let status = api
+        .ok("GET", &format!("/connections/{id}/status"), None)
+        .await;
+    assert_eq!(status["figures"]["total_in_sync"], 4, "{status}");
+    assert_eq!(
+        status["figures"]["latest_run"]["trigger"], "manual",
+        "{status}"
+    );
+    assert_eq!(api.person_named("Dan Ng").await["job_title"], "Founder");
+
+    // 11. A person created in the CRM is pushed (two-way) and so only linked; deleting the
+    // connection with ?persons=remove deletes the four it created and keeps the linked one.
+    api.ok(
+        "POST",
+        "/persons",
+        Some(json!({"name": "Eve Park", "emails": [{"value": "eve@example.org", "label": "work", "primary": true}]})),
+    )
+    .await;
+    let summary = api.refresh(id).await;
+    assert_eq!(summary["added"], 1, "{summary}");
+    let (s, v) = api
+        .call("DELETE", &format!("/connections/{id}"), None)
+        .await;
+    assert_eq!(s, 422, "persons=keep|remove must be chosen: {v}");
+    let gone = api
+        .ok("DELETE", &format!("/connections/{id}?persons=remove"), None)
+        .await;
+    assert_eq!(gone["persons_removed"], 4, "{gone}");
+    assert_eq!(gone["persons_kept"], 1, "{gone}");
+    let left = api.ok("GET", "/persons", None).await;
+    let names: Vec<_> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("Eve Park")], "{left}");
+    let (s, _) = api.call("GET", &format!("/connections/{id}"), None).await;
+    assert_eq!(s, 404);
+    server.stop();
 }
