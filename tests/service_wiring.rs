@@ -22,6 +22,12 @@ use serde_json::json;
 const ADMIN: Auth = Auth::Basic("admin", "adminpass1");
 const REFRESH: &str = "1//fake-refresh-initial";
 
+/// `GET`/`POST` without a body, as the admin.
+async fn admin(app: &axum::Router, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let (s, v) = call(app, method, path, ADMIN, None).await;
+    (s.as_u16(), v)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_google_connection_syncs_through_the_default_wiring() {
     let fake = google_fake::FakeGoogle::start().await;
@@ -80,12 +86,10 @@ async fn a_google_connection_syncs_through_the_default_wiring() {
     assert_eq!(v["data"]["provider"], "google");
     let id = v["data"]["id"].as_u64().unwrap();
 
-    let (s, groups) = call(
+    let (s, groups) = admin(
         &app,
         "GET",
         &format!("/api/v1/connections/{id}/sync-groups"),
-        ADMIN,
-        None,
     )
     .await;
     assert_eq!(s, 200, "{groups}");
@@ -108,26 +112,17 @@ async fn a_google_connection_syncs_through_the_default_wiring() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let (s, v) = call(
-        &app,
-        "POST",
-        &format!("/api/v1/connections/{id}/start"),
-        ADMIN,
-        None,
-    )
-    .await;
+    let (s, v) = admin(&app, "POST", &format!("/api/v1/connections/{id}/start")).await;
     assert_eq!(s, 202, "{v}");
 
     // The provider rotates refresh tokens from now on and revokes the old one at each refresh:
     // two runs in a row only succeed when the first run stored the rotated token.
     fake.rotate_refresh_tokens();
     for round in 0..2 {
-        let (s, v) = call(
+        let (s, v) = admin(
             &app,
             "POST",
             &format!("/api/v1/connections/{id}/refresh?wait=true"),
-            ADMIN,
-            None,
         )
         .await;
         assert_eq!(s, 200, "{v}");
@@ -138,14 +133,7 @@ async fn a_google_connection_syncs_through_the_default_wiring() {
     assert_eq!(ada["name"], "Ada Lovelace", "{persons}");
     assert_eq!(ada["job_title"], "Countess");
     assert_eq!(ada["visible_to"], "entire_company");
-    let (_, status) = call(
-        &app,
-        "GET",
-        &format!("/api/v1/connections/{id}/status"),
-        ADMIN,
-        None,
-    )
-    .await;
+    let (_, status) = admin(&app, "GET", &format!("/api/v1/connections/{id}/status")).await;
     assert_eq!(status["data"]["figures"]["total_in_sync"], 1, "{status}");
 
     // A refresh token the provider does not accept: the run fails and the connection needs
@@ -159,23 +147,14 @@ async fn a_google_connection_syncs_through_the_default_wiring() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let (_, v) = call(
+    let (_, v) = admin(
         &app,
         "POST",
         &format!("/api/v1/connections/{id}/refresh?wait=true"),
-        ADMIN,
-        None,
     )
     .await;
     assert_eq!(v["data"]["run"]["state"], "failed", "{v}");
-    let (_, status) = call(
-        &app,
-        "GET",
-        &format!("/api/v1/connections/{id}/status"),
-        ADMIN,
-        None,
-    )
-    .await;
+    let (_, status) = admin(&app, "GET", &format!("/api/v1/connections/{id}/status")).await;
     assert_eq!(
         status["data"]["connection"]["state"], "needs_reauthorization",
         "{status}"
