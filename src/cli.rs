@@ -1,5 +1,5 @@
-//! The command line: argument definitions (clap), the `vcard normalize` command and the
-//! `carddav discover` command. `main.rs` only parses arguments and calls [`run`]; the pure vCard
+//! The command line: argument definitions (clap), `serve`, `sync` (one run in the foreground
+//! with a progress bar), the `vcard normalize` command and the `carddav discover` command. `main.rs` only parses arguments and calls [`run`]; the pure vCard
 //! work is in [`crate::vcard`], discovery in [`crate::providers::carddav::discovery`].
 
 use crate::vcard;
@@ -33,6 +33,19 @@ pub enum Command {
         /// Log format [default: pretty; env CARDBRIDGE_LOG_FORMAT].
         #[arg(long = "log-format", value_enum)]
         log_format: Option<crate::config::LogFormat>,
+    },
+    /// Run one sync of a connection in the foreground, with a progress bar and a summary.
+    /// Uses the data directory directly: stop `serve` first (or use the API's refresh).
+    Sync {
+        /// The connection id (from GET /api/v1/connections).
+        #[arg(long = "connection")]
+        connection: u64,
+        /// Data directory [default: ./data; env CARDBRIDGE_DATA].
+        #[arg(long = "data")]
+        data: Option<PathBuf>,
+        /// TOML config file (see docs/CONFIG.md) [env CARDBRIDGE_CONFIG].
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// vCard tools.
     Vcard {
@@ -134,6 +147,11 @@ pub fn run(cli: Cli) -> i32 {
             config,
             log_format,
         } => serve_command(listen, data, config, log_format),
+        Command::Sync {
+            connection,
+            data,
+            config,
+        } => sync_command(connection, data, config),
         Command::Vcard {
             command: VcardCommand::Normalize { to, files },
         } => {
@@ -272,6 +290,117 @@ pub fn serve_command(
         Ok(()) => 0,
         Err(e) => {
             eprintln!("cardbridge serve: {e}");
+            1
+        }
+    }
+}
+
+/// `sync --connection ID`: exit code 0 when the run succeeded, 1 when it failed, 2 on a bad
+/// configuration.
+pub fn sync_command(connection: u64, data: Option<PathBuf>, config: Option<PathBuf>) -> i32 {
+    use crate::config::{Config, Overrides, ENV_CONFIG};
+    use crate::providers::RemoteChange;
+    use crate::service::connections::RunState;
+    use indicatif::{ProgressBar, ProgressStyle};
+    let file = config.or_else(|| std::env::var_os(ENV_CONFIG).map(PathBuf::from));
+    let flags = Overrides {
+        data_dir: data,
+        ..Overrides::default()
+    };
+    let cfg = match Config::load(file.as_deref(), &|k| std::env::var(k).ok(), &flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cardbridge sync: {e}");
+            return 2;
+        }
+    };
+    crate::service::init_tracing(cfg.log_format, "warn");
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} items pulled {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message(format!("(connection {connection})"));
+    let pages = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let observer: crate::service::wiring::PageObserver = {
+        let bar = bar.clone();
+        let pages = pages.clone();
+        std::sync::Arc::new(move |page: &crate::providers::Page| {
+            let n = pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let bad = page
+                .changes
+                .iter()
+                .filter(|c| matches!(c, RemoteChange::Invalid { .. }))
+                .count();
+            bar.inc(page.changes.len() as u64);
+            bar.set_message(format!(
+                "in {n} page(s){}",
+                if bad > 0 {
+                    format!(", {bad} unreadable")
+                } else {
+                    String::new()
+                }
+            ));
+        })
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cardbridge sync: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let result = rt.block_on(crate::service::sync_once(&cfg, connection, observer));
+    bar.finish_and_clear();
+    match result {
+        Ok(record) => {
+            let pulled = bar.position();
+            match (&record.state, &record.summary) {
+                (RunState::Succeeded, Some(s)) => {
+                    println!(
+                        "connection {connection}, run {}: succeeded ({pulled} items pulled)",
+                        record.id
+                    );
+                    println!(
+                        "  added {}  updated {}  deleted {}  conflicts {}  errors {}  in sync {}",
+                        s.added,
+                        s.updated,
+                        s.deleted,
+                        s.conflicts.len(),
+                        s.errors,
+                        s.total_in_sync
+                    );
+                    for c in &s.conflicts {
+                        println!(
+                            "  conflict on {} (person {}): crm {:?} vs provider {:?}, {} won",
+                            c.field,
+                            c.person_id.map(|p| p.to_string()).unwrap_or_default(),
+                            c.crm_value,
+                            c.provider_value,
+                            c.winner
+                        );
+                    }
+                    for e in &s.error_messages {
+                        println!("  error: {e}");
+                    }
+                    0
+                }
+                _ => {
+                    eprintln!(
+                        "connection {connection}, run {}: failed: {}",
+                        record.id,
+                        record.error.as_deref().unwrap_or("unknown error")
+                    );
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("cardbridge sync: {e}");
             1
         }
     }

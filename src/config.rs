@@ -163,6 +163,49 @@ pub struct Config {
     pub admin_login: String,
     /// Scheduler settings.
     pub scheduler: SchedulerSection,
+    /// The OAuth apps the Google and Microsoft Graph connections sign in with.
+    pub oauth: OAuthSection,
+}
+
+/// `[oauth.google]` and `[oauth.microsoft]`: the operator's OAuth app registrations. A
+/// Google or Graph connection cannot sync without its provider's app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthSection {
+    /// The Google Cloud OAuth client (People API, contacts scope).
+    pub google: Option<OAuthApp>,
+    /// The Microsoft Entra app (Graph, `Contacts.ReadWrite offline_access`).
+    pub microsoft: Option<OAuthApp>,
+}
+
+/// One OAuth app registration.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthApp {
+    /// The client id.
+    pub client_id: String,
+    /// The client secret (confidential clients).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// The redirect URI registered with the app.
+    pub redirect_uri: String,
+    /// Microsoft only: the tenant (`common`, `organizations`, `consumers` or a tenant id).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+impl std::fmt::Debug for OAuthApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthApp")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("redirect_uri", &self.redirect_uri)
+            .field("tenant", &self.tenant)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -177,6 +220,7 @@ impl Default for Config {
             secret_key: None,
             admin_login: "admin".into(),
             scheduler: SchedulerSection::default(),
+            oauth: OAuthSection::default(),
         }
     }
 }
@@ -618,6 +662,12 @@ mod tests {
             "backoff_max_secs",
             "max_concurrent",
             "max_per_account",
+            "[oauth.google]",
+            "[oauth.microsoft]",
+            "client_id",
+            "client_secret",
+            "redirect_uri",
+            "tenant",
         ] {
             assert!(doc.contains(key), "docs/CONFIG.md does not mention {key}");
         }

@@ -4,16 +4,16 @@
 //!
 //! The two seams other modules plug into:
 //! - [`Connector`] opens a [`Provider`] for a connection (sync groups, sample cards for the
-//!   field-mapping preview). The providers of issue #6 implement it.
-//! - [`SyncRunner`] runs one sync of a connection and forgets a deleted one. The engine of
-//!   issue #4 implements it.
+//!   field-mapping preview).
+//! - [`SyncRunner`] runs one sync of a connection and forgets a deleted one.
 //!
-//! Until they land, [`Unwired`] answers both with an error that says so; nothing pretends to
-//! sync.
+//! [`wiring::Wiring`] implements both with the real providers and the sync engine; it is what
+//! [`ServiceBuilder`] uses unless a test passes its own.
 
 pub mod connections;
 pub mod metrics;
 pub mod secrets;
+pub mod wiring;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -96,6 +96,23 @@ pub struct ForgetSummary {
     pub persons_kept: u64,
 }
 
+/// Why a sync run or a forget failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The provider failed (or refused the connection's settings).
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// cardbridge's own store or CRM failed.
+    #[error("cardbridge's own data failed: {0}")]
+    Local(String),
+}
+
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        RunError::Local(e.to_string())
+    }
+}
+
 /// Runs the sync engine for one connection.
 #[async_trait]
 pub trait SyncRunner: Send + Sync + 'static {
@@ -105,56 +122,14 @@ pub trait SyncRunner: Send + Sync + 'static {
         connection: &Connection,
         credentials: &Credentials,
         run_id: RunId,
-    ) -> Result<RunSummary, ProviderError>;
+    ) -> Result<RunSummary, RunError>;
     /// Drops the connection's sync state; when `remove_persons`, deletes the persons it
     /// created (linked persons are only unlinked).
     async fn forget(
         &self,
         connection: &Connection,
         remove_persons: bool,
-    ) -> Result<ForgetSummary, ProviderError>;
-}
-
-/// The [`Connector`] and [`SyncRunner`] of a build without providers and engine: every call
-/// fails with [`ProviderError::Unsupported`] naming what is missing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unwired;
-
-#[async_trait]
-impl Connector for Unwired {
-    async fn open(
-        &self,
-        c: &Connection,
-        _: &Credentials,
-    ) -> Result<Arc<dyn Provider>, ProviderError> {
-        Err(ProviderError::Unsupported(format!(
-            "the {} provider is not wired into this build yet (issue #6)",
-            connections::provider_name(c.provider)
-        )))
-    }
-}
-
-#[async_trait]
-impl SyncRunner for Unwired {
-    async fn run(
-        &self,
-        _: &Connection,
-        _: &Credentials,
-        _: RunId,
-    ) -> Result<RunSummary, ProviderError> {
-        Err(ProviderError::Unsupported(
-            "the sync engine is not wired into this build yet (issue #4)".into(),
-        ))
-    }
-    async fn forget(&self, _: &Connection, remove: bool) -> Result<ForgetSummary, ProviderError> {
-        if remove {
-            return Err(ProviderError::Unsupported(
-                "removing synced persons needs the sync engine (issue #4); delete with persons=keep"
-                    .into(),
-            ));
-        }
-        Ok(ForgetSummary::default())
-    }
+    ) -> Result<ForgetSummary, RunError>;
 }
 
 /// Why a service operation failed.
@@ -282,7 +257,7 @@ impl JobRunner for ServiceJobRunner {
         tracing::info!(connection = id, run = run_id, ?trigger, "sync run started");
         let result = match core.credentials(&conn) {
             Ok(creds) => core.runner.run(&conn, &creds, run_id).await,
-            Err(e) => Err(ProviderError::Unsupported(e.to_string())),
+            Err(e) => Err(RunError::Local(e.to_string())),
         };
         let took = t0.elapsed();
         record.ended = Some(now_rfc3339());
@@ -307,7 +282,9 @@ impl JobRunner for ServiceJobRunner {
                 record.error = Some(e.to_string());
                 let needs_human = matches!(
                     e,
-                    ProviderError::CredentialsRejected | ProviderError::NeedsReauthorization(_)
+                    RunError::Provider(
+                        ProviderError::CredentialsRejected | ProviderError::NeedsReauthorization(_)
+                    )
                 );
                 if needs_human {
                     self.set_state(
@@ -319,7 +296,9 @@ impl JobRunner for ServiceJobRunner {
                     .await;
                 }
                 let retry_after_secs = match &e {
-                    ProviderError::Throttled { retry_after } => retry_after.map(|d| d.as_secs()),
+                    RunError::Provider(ProviderError::Throttled { retry_after }) => {
+                        retry_after.map(|d| d.as_secs())
+                    }
                     _ => None,
                 };
                 JobOutcome::Failed {
@@ -356,38 +335,47 @@ impl ServiceJobRunner {
     }
 }
 
-/// Builds the service state from its parts (tests use fakes for `connector` and `runner`).
+/// Builds the service state from its parts: by default the real providers and engine
+/// ([`wiring::Wiring`]); tests may pass fakes for `connector` and `runner`.
 pub struct ServiceBuilder {
     store: Arc<dyn Store>,
-    connector: Arc<dyn Connector>,
-    runner: Arc<dyn SyncRunner>,
+    connector: Option<Arc<dyn Connector>>,
+    runner: Option<Arc<dyn SyncRunner>>,
+    wiring: wiring::WiringConfig,
     scheduler: SchedulerConfig,
     secret_key: [u8; 32],
     allow_private_networks: bool,
 }
 
 impl ServiceBuilder {
-    /// Over `store`, with [`Unwired`] providers and engine and a random key.
+    /// Over `store`, with the real providers and engine and a random key.
     pub fn new(store: Arc<dyn Store>) -> Self {
         let mut key = [0u8; 32];
         rand::thread_rng().fill(&mut key);
         Self {
             store,
-            connector: Arc::new(Unwired),
-            runner: Arc::new(Unwired),
+            connector: None,
+            runner: None,
+            wiring: wiring::WiringConfig::default(),
             scheduler: SchedulerConfig::default(),
             secret_key: key,
             allow_private_networks: false,
         }
     }
-    /// The provider opener.
+    /// The provider opener (default: [`wiring::Wiring`]).
     pub fn connector(mut self, c: Arc<dyn Connector>) -> Self {
-        self.connector = c;
+        self.connector = Some(c);
         self
     }
-    /// The sync engine.
+    /// The sync engine (default: [`wiring::Wiring`]).
     pub fn runner(mut self, r: Arc<dyn SyncRunner>) -> Self {
-        self.runner = r;
+        self.runner = Some(r);
+        self
+    }
+    /// Settings of the default [`wiring::Wiring`] (OAuth apps, API roots). Its private-network
+    /// policy is the builder's.
+    pub fn wiring(mut self, w: wiring::WiringConfig) -> Self {
+        self.wiring = w;
         self
     }
     /// Scheduler settings.
@@ -409,12 +397,27 @@ impl ServiceBuilder {
     /// Opens the CRM, registers every active connection with the scheduler and starts it.
     pub async fn start(self) -> Result<ApiState, ServiceError> {
         let crm = Crm::open(self.store.clone(), CrmConfig::default()).await?;
+        let (connector, runner) = match (self.connector, self.runner) {
+            (Some(c), Some(r)) => (c, r),
+            (c, r) => {
+                let mut cfg = self.wiring;
+                cfg.allow_private_networks = self.allow_private_networks;
+                let w = Arc::new(
+                    wiring::Wiring::new(crm.clone(), self.store.clone(), &self.secret_key, cfg)
+                        .map_err(|e| ServiceError::Io(e.to_string()))?,
+                );
+                (
+                    c.unwrap_or_else(|| w.clone() as Arc<dyn Connector>),
+                    r.unwrap_or(w as Arc<dyn SyncRunner>),
+                )
+            }
+        };
         let core = Arc::new(Core {
             crm,
             store: self.store.clone(),
             connections: Connections::new(self.store.clone()),
-            connector: self.connector,
-            runner: self.runner,
+            connector,
+            runner,
             secrets: SecretBox::from_key(&self.secret_key)?,
             metrics: Metrics::default(),
             allow_private_networks: self.allow_private_networks,
@@ -609,6 +612,10 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         .scheduler(config.scheduler.to_scheduler())
         .secret_key(key)
         .allow_private_networks(config.allow_private_networks)
+        .wiring(wiring::WiringConfig {
+            oauth: config.oauth.clone(),
+            ..wiring::WiringConfig::default()
+        })
         .start()
         .await?;
     match ensure_admin(
@@ -684,6 +691,112 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     drop(store);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A [`SyncRunner`] that runs [`wiring::Wiring`] with a page observer (for `cardbridge sync`).
+struct ObservedRunner {
+    wiring: Arc<wiring::Wiring>,
+    observer: wiring::PageObserver,
+}
+
+#[async_trait]
+impl SyncRunner for ObservedRunner {
+    async fn run(
+        &self,
+        c: &Connection,
+        creds: &Credentials,
+        _: RunId,
+    ) -> Result<RunSummary, RunError> {
+        self.wiring
+            .run_observed(c, creds, Some(self.observer.clone()))
+            .await
+    }
+    async fn forget(&self, c: &Connection, remove: bool) -> Result<ForgetSummary, RunError> {
+        self.wiring.forget(c, remove).await
+    }
+}
+
+/// Why `cardbridge sync` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncOnceError {
+    /// Opening the data directory, the key or the CRM failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// No such connection.
+    #[error("connection {0} does not exist (list them with GET /api/v1/connections)")]
+    NoConnection(ConnectionId),
+    /// The connection was never started.
+    #[error("connection {0} has not been started: press Start Syncing (POST /api/v1/connections/{0}/start) first")]
+    NotStarted(ConnectionId),
+}
+
+/// `cardbridge sync --connection ID`: one run in the foreground, recorded like a manual
+/// refresh (run record, conflicts, connection state), reporting each pulled page to
+/// `observer`. Needs the data directory to itself: `serve` must not be running on it.
+pub async fn sync_once(
+    config: &Config,
+    id: ConnectionId,
+    observer: wiring::PageObserver,
+) -> Result<RunRecord, SyncOnceError> {
+    let store = open_store(&config.data_dir).map_err(|e| {
+        ServiceError::Io(format!(
+            "cannot open the data directory {}: {e} (is `cardbridge serve` running on it? \
+             then use POST /api/v1/connections/{id}/refresh?wait=true instead)",
+            config.data_dir.display()
+        ))
+    })?;
+    let key = read_key(config)?;
+    let crm = Crm::open(store.clone(), CrmConfig::default())
+        .await
+        .map_err(ServiceError::from)?;
+    let w = Arc::new(
+        wiring::Wiring::new(
+            crm.clone(),
+            store.clone(),
+            &key,
+            wiring::WiringConfig {
+                allow_private_networks: config.allow_private_networks,
+                oauth: config.oauth.clone(),
+                ..wiring::WiringConfig::default()
+            },
+        )
+        .map_err(|e| ServiceError::Io(e.to_string()))?,
+    );
+    let core = Arc::new(Core {
+        crm,
+        store: store.clone(),
+        connections: Connections::new(store.clone()),
+        connector: w.clone(),
+        runner: Arc::new(ObservedRunner {
+            wiring: w,
+            observer,
+        }),
+        secrets: SecretBox::from_key(&key).map_err(ServiceError::from)?,
+        metrics: Metrics::default(),
+        allow_private_networks: config.allow_private_networks,
+    });
+    let conn = core
+        .connections
+        .get(id)
+        .await
+        .map_err(ServiceError::from)?
+        .ok_or(SyncOnceError::NoConnection(id))?;
+    if conn.state == ConnectionState::Setup {
+        return Err(SyncOnceError::NotStarted(id));
+    }
+    let run_id = store
+        .next_id(crate::scheduler::SEQ_RUN)
+        .await
+        .map_err(ServiceError::from)?;
+    let runner = ServiceJobRunner { core: core.clone() };
+    runner.run(id, run_id, Trigger::Manual).await;
+    let record = core
+        .connections
+        .run(id, run_id)
+        .await
+        .map_err(ServiceError::from)?
+        .ok_or_else(|| ServiceError::Io(format!("run {run_id} was not recorded")))?;
+    Ok(record)
 }
 
 fn read_key(config: &Config) -> Result<[u8; 32], ServiceError> {

@@ -21,7 +21,6 @@ use async_trait::async_trait;
 pub mod conformance;
 pub mod memory;
 pub mod sled_store;
-pub mod sync_state;
 
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;

@@ -16,7 +16,7 @@ use cardbridge::providers::{
 };
 use cardbridge::scheduler::RunId;
 use cardbridge::service::connections::{Connection, RunSummary};
-use cardbridge::service::{Connector, Credentials, ForgetSummary, SyncRunner};
+use cardbridge::service::{Connector, Credentials, ForgetSummary, RunError, SyncRunner};
 use cardbridge::vcard::VCard;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -132,24 +132,29 @@ impl SyncRunner for ScriptedRunner {
         _c: &Connection,
         _creds: &Credentials,
         _run: RunId,
-    ) -> Result<RunSummary, ProviderError> {
+    ) -> Result<RunSummary, RunError> {
         if let Some(g) = &self.gate {
             g.acquire().await.unwrap().forget();
         }
         self.runs.fetch_add(1, Ordering::SeqCst);
-        self.script.lock().unwrap().pop_front().unwrap_or_else(|| {
-            Ok(RunSummary {
-                added: 2,
-                total_in_sync: 2,
-                ..RunSummary::default()
+        self.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| {
+                Ok(RunSummary {
+                    added: 2,
+                    total_in_sync: 2,
+                    ..RunSummary::default()
+                })
             })
-        })
+            .map_err(RunError::from)
     }
     async fn forget(
         &self,
         c: &Connection,
         remove_persons: bool,
-    ) -> Result<ForgetSummary, ProviderError> {
+    ) -> Result<ForgetSummary, RunError> {
         self.forgotten.lock().unwrap().push((c.id, remove_persons));
         Ok(ForgetSummary {
             persons_removed: if remove_persons { 2 } else { 0 },

@@ -747,7 +747,7 @@ pub async fn remove(
             if c.state != ConnectionState::Setup {
                 st.scheduler.upsert(Core::job_spec(&c)).await?;
             }
-            return Err(ApiError::provider(e));
+            return Err(run_error(e));
         }
     };
     st.core.connections.delete(&c).await?;
@@ -757,6 +757,17 @@ pub async fn remove(
         "persons_removed": forgot.persons_removed,
         "persons_kept": forgot.persons_kept,
     })))
+}
+
+fn run_error(e: crate::service::RunError) -> ApiError {
+    match e {
+        crate::service::RunError::Provider(p) => ApiError::provider(p),
+        crate::service::RunError::Local(m) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            m,
+            "check the server's data directory and its log, then try again",
+        ),
+    }
 }
 
 /// Whether a finished run outcome is a success (for `?wait=true` callers).

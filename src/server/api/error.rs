@@ -80,7 +80,9 @@ impl ApiError {
             ProviderError::Unsupported(_) => Self::new(
                 StatusCode::NOT_IMPLEMENTED,
                 e.to_string(),
-                "this provider cannot do that yet; choose another provider or wait for it to land",
+                "the message names what to change: a setting of the connection or of the \
+                 server (allow_private_networks, [oauth.*]), the server URL, or a provider this \
+                 build does not have yet",
             ),
             _ => Self::new(
                 StatusCode::BAD_GATEWAY,

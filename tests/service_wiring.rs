@@ -1,0 +1,169 @@
+//! The service's default wiring (`service::wiring::Wiring`) with a Google connection against
+//! the fake People API and token endpoint (tests/fakes/google.rs), through `/api/v1` in
+//! process: create from a gmail.com address, sync groups, settings, start, refresh; the
+//! person arrives, a refresh token the provider rotates is stored for the next run, and a
+//! refresh token the provider refuses puts the connection in "needs re-authorization".
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api_support;
+#[path = "fakes/google.rs"]
+mod google_fake;
+
+use std::sync::Arc;
+
+use api_support::{call, Auth, MapStore};
+use cardbridge::config::{OAuthApp, OAuthSection};
+use cardbridge::providers::oauth::OAuthEndpoints;
+use cardbridge::scheduler::SchedulerConfig;
+use cardbridge::service::wiring::WiringConfig;
+use cardbridge::service::{app, ensure_admin, ServiceBuilder};
+use serde_json::json;
+
+const ADMIN: Auth = Auth::Basic("admin", "adminpass1");
+const REFRESH: &str = "1//fake-refresh-initial";
+
+/// `GET`/`POST` without a body, as the admin.
+async fn admin(app: &axum::Router, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let (s, v) = call(app, method, path, ADMIN, None).await;
+    (s.as_u16(), v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_google_connection_syncs_through_the_default_wiring() {
+    let fake = google_fake::FakeGoogle::start().await;
+    fake.add_refresh_token(REFRESH);
+    fake.put_person(
+        "people/c900",
+        json!({
+            "resourceName": "people/c900",
+            "names": [{"givenName": "Ada", "familyName": "Lovelace", "displayName": "Ada Lovelace"}],
+            "emailAddresses": [{"value": "ada@example.com", "type": "work"}],
+            "organizations": [{"name": "Analytical Engines", "title": "Countess"}],
+            "memberships": [{"contactGroupMembership": {"contactGroupId": "myContacts",
+                "contactGroupResourceName": "contactGroups/myContacts"}}]
+        }),
+    );
+    let wiring = WiringConfig {
+        oauth: OAuthSection {
+            google: Some(OAuthApp {
+                client_id: "client-id".into(),
+                client_secret: Some("s3cret".into()),
+                redirect_uri: "http://127.0.0.1:1/cb".into(),
+                tenant: None,
+            }),
+            microsoft: None,
+        },
+        google_api: Some(fake.base_url.parse().unwrap()),
+        google_endpoints: Some(OAuthEndpoints {
+            authorize_url: fake.authorize_url().parse().unwrap(),
+            token_url: fake.token_url().parse().unwrap(),
+        }),
+        ..WiringConfig::default()
+    };
+    let state = ServiceBuilder::new(Arc::new(MapStore::default()))
+        .wiring(wiring)
+        .scheduler(SchedulerConfig {
+            jitter: std::time::Duration::ZERO,
+            ..SchedulerConfig::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    ensure_admin(&state.core.crm, "admin", Some("adminpass1".into()))
+        .await
+        .unwrap();
+    let app = app(state, None);
+
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/v1/connections",
+        ADMIN,
+        Some(&json!({"email": "ada@gmail.com", "refresh_token": REFRESH}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["data"]["provider"], "google");
+    let id = v["data"]["id"].as_u64().unwrap();
+
+    let (s, groups) = admin(
+        &app,
+        "GET",
+        &format!("/api/v1/connections/{id}/sync-groups"),
+    )
+    .await;
+    assert_eq!(s, 200, "{groups}");
+    let all = groups["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == "contactGroups/all")
+        .unwrap_or_else(|| panic!("no contactGroups/all in {groups}"))
+        .clone();
+    let (s, v) = call(
+        &app,
+        "PATCH",
+        &format!("/api/v1/connections/{id}/settings"),
+        ADMIN,
+        Some(
+            &json!({"sync_group": all["id"], "direction": "two_way", "visibility": "entire_company"})
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = admin(&app, "POST", &format!("/api/v1/connections/{id}/start")).await;
+    assert_eq!(s, 202, "{v}");
+
+    // The provider rotates refresh tokens from now on and revokes the old one at each refresh:
+    // two runs in a row only succeed when the first run stored the rotated token.
+    fake.rotate_refresh_tokens();
+    for round in 0..2 {
+        let (s, v) = admin(
+            &app,
+            "POST",
+            &format!("/api/v1/connections/{id}/refresh?wait=true"),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["data"]["run"]["state"], "succeeded", "round {round}: {v}");
+    }
+    let (_, persons) = call(&app, "GET", "/api/v1/persons", ADMIN, None).await;
+    let ada = &persons["data"][0];
+    assert_eq!(ada["name"], "Ada Lovelace", "{persons}");
+    assert_eq!(ada["job_title"], "Countess");
+    assert_eq!(ada["visible_to"], "entire_company");
+    let (_, status) = admin(&app, "GET", &format!("/api/v1/connections/{id}/status")).await;
+    assert_eq!(status["data"]["figures"]["total_in_sync"], 1, "{status}");
+
+    // A refresh token the provider does not accept: the run fails and the connection needs
+    // re-authorization, with its fix.
+    let (s, v) = call(
+        &app,
+        "PUT",
+        &format!("/api/v1/connections/{id}/credentials"),
+        ADMIN,
+        Some(&json!({"refresh_token": "1//unknown"}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = admin(
+        &app,
+        "POST",
+        &format!("/api/v1/connections/{id}/refresh?wait=true"),
+    )
+    .await;
+    assert_eq!(v["data"]["run"]["state"], "failed", "{v}");
+    let (_, status) = admin(&app, "GET", &format!("/api/v1/connections/{id}/status")).await;
+    assert_eq!(
+        status["data"]["connection"]["state"], "needs_reauthorization",
+        "{status}"
+    );
+    assert!(
+        status["data"]["needs_reauthorization"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("refresh_token"),
+        "{status}"
+    );
+}
