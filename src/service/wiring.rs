@@ -26,6 +26,7 @@ use crate::crm::{Crm, CrmError};
 use crate::providers::carddav::{
     self as cd, discovery, Auth, CarddavProvider, DiscoveryStart, Profile, SrvResolver,
 };
+use crate::providers::ews::{self, EwsAuth, EwsConfig, EwsProvider};
 use crate::providers::google::{GoogleConfig, GoogleProvider};
 use crate::providers::graph::{GraphConfig, GraphProvider};
 use crate::providers::oauth::{self, OAuthClient, OAuthEndpoints, TokenManager};
@@ -134,10 +135,50 @@ impl Wiring {
                 })
             }
             ProviderKind::Google | ProviderKind::Graph => self.open_oauth(c, creds),
-            ProviderKind::Ews => Err(ProviderError::Unsupported(
-                "the Exchange (EWS) provider is not wired into this build yet (issue #6)".into(),
-            )),
+            ProviderKind::Ews => {
+                let p = self.open_ews(c, creds).await?;
+                Ok(Opened {
+                    provider: Arc::new(p),
+                    tokens: None,
+                })
+            }
         }
+    }
+
+    /// Exchange on premises: the server URL when the connection has one, else Autodiscover from
+    /// the account email (MS-OXDSCLI). Basic credentials, like the CardDAV accounts.
+    async fn open_ews(
+        &self,
+        c: &Connection,
+        creds: &Credentials,
+    ) -> Result<EwsProvider, ProviderError> {
+        let password = creds.password.clone().unwrap_or_default();
+        if password.is_empty() {
+            return Err(ProviderError::CredentialsRejected);
+        }
+        let username = creds
+            .username
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| c.username.clone());
+        let url = match &c.server_url {
+            Some(raw) => Url::parse(raw)
+                .map_err(|e| ProviderError::Unsupported(format!("bad server URL {raw}: {e}")))?,
+            None => {
+                let auth = EwsAuth::Basic {
+                    username: username.clone(),
+                    password: password.clone(),
+                };
+                ews::autodiscover(&self.http, &c.account_email, &auth)
+                    .await?
+                    .ews_url
+            }
+        };
+        self.check_url(&url).await?;
+        EwsProvider::with_http(
+            EwsConfig::basic(url.as_str(), username, password),
+            self.http.clone(),
+        )
     }
 
     async fn open_carddav(
@@ -647,18 +688,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ews_is_refused_naming_its_issue() {
+    async fn ews_needs_a_password_and_keeps_the_private_network_policy() {
         let w = wiring(WiringConfig::default()).await;
+        let mut c = conn(ProviderKind::Ews);
+        c.server_url = Some("http://127.0.0.1:9/EWS/Exchange.asmx".into());
+        let err = w.open(&c, &Credentials::default()).await.err().unwrap();
+        assert!(matches!(err, ProviderError::CredentialsRejected), "{err}");
         let creds = Credentials {
             password: Some("pw".into()),
             ..Credentials::default()
         };
-        let err = w
-            .open(&conn(ProviderKind::Ews), &creds)
-            .await
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("issue #6"), "{err}");
+        let err = w.open(&c, &creds).await.err().unwrap();
+        assert!(err.to_string().contains("allow_private_networks"), "{err}");
     }
 
     #[tokio::test]
