@@ -6,7 +6,8 @@
 //! users, roles, connections, the CardDAV change log, stats, conflicts, credentials) is laid
 //! on top of it by typed modules, so a backend only has to get these few operations right.
 //!
-//! Backends: [`sled_store::SledStore`] (the embedded default) and [`memory::MemoryStore`]
+//! Backends: [`sled_store::SledStore`] (the embedded default), `postgres::PgStore` (cargo
+//! feature `postgres`: several nodes sharing one PostgreSQL) and [`memory::MemoryStore`]
 //! (tests). Every backend must pass [`conformance`], unchanged.
 //!
 //! Architecture invariant: a batch commits entirely or not at all, and is durable when
@@ -20,10 +21,15 @@ use async_trait::async_trait;
 
 pub mod conformance;
 pub mod memory;
+pub mod open;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sled_store;
 pub mod sync_state;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgSettings, PgStore};
 pub use sled_store::SledStore;
 
 /// A keyspace name. Each typed layer owns its keyspaces and declares them as constants.
