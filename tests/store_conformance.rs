@@ -416,43 +416,24 @@ async fn the_suite_catches_broken_stores() {
 // PostgreSQL: the same suite, each store in a fresh schema of its own, all dropped at the end.
 
 #[cfg(feature = "postgres")]
+mod pg_support;
+
+#[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
-    use cardbridge::store::postgres::{drop_schema, PgSettings, PgStore};
+    use cardbridge::store::postgres::{PgSettings, PgStore};
 
-    /// The test database. The test machine (and CI) run PostgreSQL on 127.0.0.1:5432 with
-    /// trust auth and a database `test`; `CARDBRIDGE_TEST_POSTGRES_URL` points elsewhere.
-    pub fn url() -> String {
-        std::env::var("CARDBRIDGE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-    }
-
-    /// A schema-name prefix unique to this run.
-    pub fn run_prefix(what: &str) -> String {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        format!(
-            "cbt_{what}_{}_{}",
-            std::process::id(),
-            nanos % 1_000_000_000
-        )
-    }
-
+    /// Opens id number `i` in schema `<prefix>_<i>` (schema names are limited to 63 bytes and
+    /// check names are longer).
     pub struct PgFactory {
-        url: String,
         prefix: String,
-        /// The ids opened so far; id number `i` lives in schema `<prefix>_<i>` (schema names
-        /// are limited to 63 bytes, check names are longer).
         ids: Mutex<Vec<String>>,
     }
 
     impl PgFactory {
         pub fn new(what: &str) -> Self {
             PgFactory {
-                url: url(),
-                prefix: run_prefix(what),
+                prefix: pg_support::unique_schema(what),
                 ids: Mutex::new(Vec::new()),
             }
         }
@@ -465,15 +446,13 @@ mod postgres {
                     ids.len() - 1
                 }
             };
-            PgSettings::new(self.url.clone()).with_schema(format!("{}_{n}", self.prefix))
+            pg_support::settings(&format!("{}_{n}", self.prefix))
         }
         /// Drops every schema this factory created.
         pub async fn cleanup(&self) {
             let n = self.ids.lock().unwrap().len();
             for i in 0..n {
-                drop_schema(&self.url, &format!("{}_{i}", self.prefix))
-                    .await
-                    .unwrap();
+                pg_support::remove(&format!("{}_{i}", self.prefix)).await;
             }
         }
     }
@@ -505,27 +484,9 @@ mod postgres {
         }
     }
 
-    /// Fails (never skips) with a clear message when the server cannot be reached: the test
-    /// machine provides it, so its absence is a broken environment, not an optional test.
-    pub async fn require_server() {
-        let probe = PgSettings::new(url()).with_schema(run_prefix("probe"));
-        match PgStore::open(&probe).await {
-            Ok(store) => {
-                drop(store);
-                drop_schema(&probe.url, &probe.schema).await.unwrap();
-            }
-            Err(e) => panic!(
-                "PostgreSQL is required for this test and is not usable at {} ({e}). Start the \
-                 server (127.0.0.1:5432, trust auth, database `test`) or set \
-                 CARDBRIDGE_TEST_POSTGRES_URL.",
-                url()
-            ),
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres_store_conforms() {
-        require_server().await;
+        pg_support::require_server().await;
         let factory = PgFactory::new("conf");
         let outcomes = conformance::run_checks(&factory).await;
         factory.cleanup().await;

@@ -21,6 +21,8 @@ use async_trait::async_trait;
 
 pub mod conformance;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod migrate;
 pub mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;

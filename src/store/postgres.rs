@@ -51,6 +51,8 @@ pub const DEFAULT_SCHEMA: &str = "cardbridge";
 pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long opening a connection may take before the store reports the server unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Entries per statement when importing.
+const IMPORT_CHUNK: usize = 1000;
 /// How often a commit is retried after a serialization failure or deadlock.
 const MAX_ATTEMPTS: u32 = 64;
 
@@ -424,38 +426,56 @@ impl PgStore {
             .collect()
     }
 
+    /// True when the schema holds no entry and no sequence.
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.counts().await?.is_empty() && self.sequences().await?.is_empty())
+    }
+
     /// Bulk-loads entries and sequence floors in ONE transaction (all or nothing), for
-    /// `cardbridge migrate`. Entries are `(space, key, value)`; each sequence ends at least at
-    /// the given value, so the next id is above every id the source handed out.
-    pub async fn import(
+    /// `cardbridge migrate`. Entries are `(space, key, value)`, read lazily in chunks; each
+    /// sequence ends at least at the given value, so the next id is above every id the source
+    /// handed out. Returns the number of entries written.
+    pub async fn import<I>(
         &self,
-        entries: &[(String, Vec<u8>, Vec<u8>)],
+        entries: I,
         sequences: &[(String, u64)],
-    ) -> Result<(), StoreError> {
-        for (space, _, _) in entries {
-            check_space(space)?;
-        }
-        for (name, _) in sequences {
-            check_space(name)?;
-        }
+    ) -> Result<u64, StoreError>
+    where
+        I: Iterator<Item = Result<(String, Vec<u8>, Vec<u8>), StoreError>>,
+    {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        for chunk in entries.chunks(1000) {
+        let stmt = tx
+            .prepare_cached(&self.sql.upsert)
+            .await
+            .map_err(pg_error)?;
+        let mut entries = entries.peekable();
+        let mut written = 0u64;
+        while entries.peek().is_some() {
+            let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
+            for e in entries.by_ref().take(IMPORT_CHUNK) {
+                let e = e?;
+                check_space(&e.0)?;
+                chunk.push(e);
+            }
             let spaces: Vec<&str> = chunk.iter().map(|(s, _, _)| s.as_str()).collect();
             let keys: Vec<&[u8]> = chunk.iter().map(|(_, k, _)| k.as_slice()).collect();
             let values: Vec<&[u8]> = chunk.iter().map(|(_, _, v)| v.as_slice()).collect();
-            tx.execute(&self.sql.upsert, &[&spaces, &keys, &values])
+            tx.execute(&stmt, &[&spaces, &keys, &values])
                 .await
                 .map_err(pg_error)?;
+            written += chunk.len() as u64;
         }
         for (name, value) in sequences {
+            check_space(name)?;
             let value = i64::try_from(*value)
                 .map_err(|_| StoreError::Backend(format!("sequence {name} is beyond bigint")))?;
             tx.execute(&self.sql.raise_sequence, &[name, &value])
                 .await
                 .map_err(pg_error)?;
         }
-        tx.commit().await.map_err(pg_error)
+        tx.commit().await.map_err(pg_error)?;
+        Ok(written)
     }
 
     /// One attempt at a commit. `Ok(Err(e))` is a final outcome (a conflict); `Err(e)` is a
