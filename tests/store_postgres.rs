@@ -117,6 +117,8 @@ async fn tokio_postgres_connect() -> (
     .unwrap()
 }
 
+type Entry = (Vec<u8>, Vec<u8>);
+
 /// Entries written into the sled store of the migration test: several spaces, tricky keys,
 /// the empty key and value, a 1 MiB value and 3000 entries in one space.
 fn sample() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
@@ -195,7 +197,7 @@ async fn migrate_copies_a_sled_directory_and_verifies_it() {
 
     // Everything reads back through the Store API, byte for byte.
     let pg = PgStore::open(&pg_support::settings(&schema)).await.unwrap();
-    let mut want: std::collections::BTreeMap<&str, Vec<(Vec<u8>, Vec<u8>)>> = Default::default();
+    let mut want: std::collections::BTreeMap<&str, Vec<Entry>> = Default::default();
     for (space, k, v) in sample() {
         want.entry(space).or_default().push((k, v));
     }

@@ -137,11 +137,10 @@ pub async fn sled_to_postgres(
     let sequences = sled.sequence_marks()?;
     // Tally the source as it streams by.
     let mut source: BTreeMap<String, Tally> = BTreeMap::new();
-    let entries = sled.export().map(|e| {
-        if let Ok((space, k, v)) = &e {
+    let entries = sled.export().inspect(|e| {
+        if let Ok((space, k, v)) = e {
             source.entry(space.clone()).or_default().add(k, v);
         }
-        e
     });
     pg.import(entries, &sequences).await?;
 

@@ -20,6 +20,8 @@
 use async_trait::async_trait;
 
 pub mod conformance;
+#[cfg(feature = "postgres")]
+pub mod leases;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod migrate;

@@ -75,8 +75,10 @@ pub const MIGRATIONS: &[&str] = &[
            job text COLLATE "C" PRIMARY KEY,
            due_at timestamptz NOT NULL,
            holder text,
+           claimed_at timestamptz,
            expires_at timestamptz,
-           fence bigint NOT NULL DEFAULT 0
+           fence bigint NOT NULL DEFAULT 0,
+           refresh_at timestamptz
        );
        CREATE INDEX leases_due ON {s}.leases (due_at);"#,
 ];
