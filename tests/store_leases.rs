@@ -70,7 +70,7 @@ fn assert_exactly_once(claims: &[(usize, Lease)], jobs: &BTreeSet<String>, round
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_claimers_get_each_due_job_exactly_once_per_round() {
     pg_support::require_server().await;
-    let schema = pg_support::unique_schema("leases");
+    let schema = pg_support::TempSchema::new("leases");
     let nodes = nodes(&schema, 3).await;
     let jobs: BTreeSet<String> = (0..JOBS).map(|i| format!("conn-{i:03}")).collect();
     for j in &jobs {
@@ -102,13 +102,12 @@ async fn three_claimers_get_each_due_job_exactly_once_per_round() {
     }
     assert!(!nodes[0].trigger("no-such-job").await.unwrap());
     drop(nodes);
-    pg_support::remove(&schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_nodes_jobs_are_taken_over_after_its_lease_and_its_late_result_refused() {
     pg_support::require_server().await;
-    let schema = pg_support::unique_schema("takeover");
+    let schema = pg_support::TempSchema::new("takeover");
     let nodes = nodes(&schema, 3).await;
     let jobs: BTreeSet<String> = (0..100).map(|i| format!("conn-{i:03}")).collect();
     for j in &jobs {
@@ -141,13 +140,12 @@ async fn a_dead_nodes_jobs_are_taken_over_after_its_lease_and_its_late_result_re
     }
     assert!(claim_until_empty(&nodes, HOUR).await.is_empty());
     drop(nodes);
-    pg_support::remove(&schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_during_a_run_makes_the_job_due_again_right_after_it() {
     pg_support::require_server().await;
-    let schema = pg_support::unique_schema("refresh");
+    let schema = pg_support::TempSchema::new("refresh");
     let nodes = nodes(&schema, 2).await;
     nodes[0].schedule("conn", Duration::ZERO).await.unwrap();
     let held = nodes[0].claim("node0", 10, HOUR).await.unwrap();
@@ -171,5 +169,4 @@ async fn a_refresh_during_a_run_makes_the_job_due_again_right_after_it() {
     nodes[0].remove("conn").await.unwrap();
     assert!(!nodes[0].trigger("conn").await.unwrap());
     drop(nodes);
-    pg_support::remove(&schema).await;
 }

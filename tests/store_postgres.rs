@@ -16,7 +16,7 @@ use cardbridge::store::{scan_all, Batch, SledStore, Store, StoreError};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_open_and_migrate_one_schema_at_once() {
     pg_support::require_server().await;
-    let schema = pg_support::unique_schema("nodes");
+    let schema = pg_support::TempSchema::new("nodes");
     let settings = pg_support::settings(&schema);
     let opens = (0..3).map(|_| {
         let s = settings.clone();
@@ -70,13 +70,12 @@ async fn three_nodes_open_and_migrate_one_schema_at_once() {
         Some(b"node0".to_vec())
     );
     drop(nodes);
-    pg_support::remove(&schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_schema_is_refused() {
     pg_support::require_server().await;
-    let schema = pg_support::unique_schema("newer");
+    let schema = pg_support::TempSchema::new("newer");
     let settings = pg_support::settings(&schema);
     let store = PgStore::open(&settings).await.unwrap();
     drop(store);
@@ -102,7 +101,6 @@ async fn a_newer_schema_is_refused() {
         }
         other => panic!("expected a schema error, got {other:?}"),
     }
-    pg_support::remove(&schema).await;
 }
 
 async fn tokio_postgres_connect() -> (
@@ -163,7 +161,7 @@ async fn migrate_copies_a_sled_directory_and_verifies_it() {
         sled.next_id("changes").await.unwrap();
         last
     };
-    let schema = pg_support::unique_schema("migrate");
+    let schema = pg_support::TempSchema::new("migrate");
     let run = |data: &std::path::Path| {
         Command::new(env!("CARGO_BIN_EXE_cardbridge"))
             .args(["migrate", "--from", "sled", "--to", "postgres", "--data"])
@@ -171,7 +169,7 @@ async fn migrate_copies_a_sled_directory_and_verifies_it() {
             .env_remove("CARDBRIDGE_CONFIG")
             .env_remove("CARDBRIDGE_DATA")
             .env("CARDBRIDGE_POSTGRES_URL", pg_support::url())
-            .env("CARDBRIDGE_POSTGRES_SCHEMA", &schema)
+            .env("CARDBRIDGE_POSTGRES_SCHEMA", &*schema)
             .output()
             .unwrap()
     };
@@ -224,13 +222,13 @@ async fn migrate_copies_a_sled_directory_and_verifies_it() {
 
     // A directory still in use by a running node is refused with a hint.
     let _running = SledStore::open(&db).unwrap();
-    let other = pg_support::unique_schema("locked");
+    let other = pg_support::TempSchema::new("locked");
     let out = Command::new(env!("CARGO_BIN_EXE_cardbridge"))
         .args(["migrate", "--from", "sled", "--to", "postgres", "--data"])
         .arg(dir.path())
         .env_remove("CARDBRIDGE_CONFIG")
         .env("CARDBRIDGE_POSTGRES_URL", pg_support::url())
-        .env("CARDBRIDGE_POSTGRES_SCHEMA", &other)
+        .env("CARDBRIDGE_POSTGRES_SCHEMA", &*other)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -245,6 +243,4 @@ async fn migrate_copies_a_sled_directory_and_verifies_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    pg_support::remove(&schema).await;
-    pg_support::remove(&other).await;
 }

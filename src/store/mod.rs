@@ -202,6 +202,22 @@ pub struct ScanPage {
     pub next_after: Option<Vec<u8>>,
 }
 
+impl ScanPage {
+    /// A page of `entries`; `more` says whether matching entries follow, in which case
+    /// `next_after` is the last key of the page.
+    pub fn new(entries: Vec<(Vec<u8>, Vec<u8>)>, more: bool) -> Self {
+        let next_after = if more {
+            entries.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        ScanPage {
+            entries,
+            next_after,
+        }
+    }
+}
+
 /// The storage contract. See the module doc; [`conformance`] is its executable specification.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

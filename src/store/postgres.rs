@@ -607,15 +607,7 @@ impl Store for PgStore {
             let v: Vec<u8> = row.try_get(1).map_err(pg_error)?;
             entries.push((k, v));
         }
-        let next_after = if more {
-            entries.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
-        Ok(ScanPage {
-            entries,
-            next_after,
-        })
+        Ok(ScanPage::new(entries, more))
     }
 
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {

@@ -279,15 +279,7 @@ impl Store for SledStore {
             }
             entries.push((k[strip..].to_vec(), v.to_vec()));
         }
-        let next_after = if more {
-            entries.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
-        Ok(ScanPage {
-            entries,
-            next_after,
-        })
+        Ok(ScanPage::new(entries, more))
     }
 
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {

@@ -4,7 +4,8 @@
 //! `test`, so its absence is a broken environment. `CARDBRIDGE_TEST_POSTGRES_URL` points the
 //! tests elsewhere.
 //!
-//! Use it with `mod pg_support;`. Every schema a test creates is dropped by that test.
+//! Use it with `mod pg_support;`. A test names its schema with [`TempSchema`], which drops it
+//! when it goes out of scope, also when the test panics.
 #![allow(dead_code)]
 
 use cardbridge::store::postgres::{drop_schema, PgSettings, PgStore};
@@ -58,4 +59,50 @@ pub async fn remove(schema: &str) {
     drop_schema(&url(), schema)
         .await
         .unwrap_or_else(|e| panic!("cannot drop schema {schema}: {e}"));
+}
+
+/// A unique schema name ([`unique_schema`]) whose schema is dropped when this goes out of
+/// scope, even during a panic (on a thread of its own, since the test's runtime may be gone).
+pub struct TempSchema(String);
+
+impl TempSchema {
+    /// A fresh name starting with `cbt_<what>_`; nothing is created until a store opens it.
+    pub fn new(what: &str) -> Self {
+        TempSchema(unique_schema(what))
+    }
+}
+
+impl std::ops::Deref for TempSchema {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TempSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for TempSchema {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let result = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(drop_schema(&url(), &name))
+                .map_err(|e| e.to_string())
+        })
+        .join();
+        if !std::thread::panicking() {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => panic!("cannot drop schema {}: {e}", self.0),
+                Err(_) => panic!("dropping schema {} panicked", self.0),
+            }
+        }
+    }
 }
