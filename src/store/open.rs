@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{SledStore, Store, StoreError};
-use crate::config::{Config, StoreKind, ENV_POSTGRES_URL};
+use crate::config::{Config, StoreKind};
 
 /// The sled database directory inside a data directory.
 pub fn sled_dir(config: &Config) -> std::path::PathBuf {
@@ -40,7 +40,8 @@ async fn open_postgres(_config: &Config) -> Result<Arc<dyn Store>, StoreError> {
 pub fn postgres_settings(config: &Config) -> Result<super::PgSettings, StoreError> {
     let url = config.postgres.url.clone().ok_or_else(|| {
         StoreError::Backend(format!(
-            "store = \"postgres\" needs postgres.url (or {ENV_POSTGRES_URL})"
+            "store = \"postgres\" needs postgres.url (or {})",
+            crate::config::ENV_POSTGRES_URL
         ))
     })?;
     Ok(super::PgSettings {
@@ -76,7 +77,8 @@ mod tests {
         let e = open_configured(&config).await.err().unwrap();
         let msg = e.to_string();
         assert!(
-            msg.contains("postgres") && (msg.contains(ENV_POSTGRES_URL) || msg.contains("feature")),
+            msg.contains("postgres")
+                && (msg.contains(crate::config::ENV_POSTGRES_URL) || msg.contains("feature")),
             "{msg}"
         );
     }
