@@ -1,5 +1,6 @@
 //! The command line: argument definitions (clap), `serve`, `sync` (one run in the foreground
-//! with a progress bar), the `vcard normalize` command and the `carddav discover` command. `main.rs` only parses arguments and calls [`run`]; the pure vCard
+//! with a progress bar), `migrate` (sled to PostgreSQL, in [`crate::store::migrate`]), the
+//! `vcard normalize` command and the `carddav discover` command. `main.rs` only parses arguments and calls [`run`]; the pure vCard
 //! work is in [`crate::vcard`], discovery in [`crate::providers::carddav::discovery`].
 
 use crate::vcard;
@@ -58,6 +59,23 @@ pub enum Command {
         /// Which CardDAV tool.
         #[command(subcommand)]
         command: CarddavCommand,
+    },
+    /// Copy all state from one store to another, verifying counts per keyspace. Stop the node
+    /// first. The PostgreSQL side comes from the config file / CARDBRIDGE_POSTGRES_* and must
+    /// be empty.
+    Migrate {
+        /// The store to read.
+        #[arg(long, value_enum)]
+        from: crate::config::StoreKind,
+        /// The store to write.
+        #[arg(long, value_enum)]
+        to: crate::config::StoreKind,
+        /// Data directory of the sled store [default: ./data; env CARDBRIDGE_DATA].
+        #[arg(long = "data")]
+        data: Option<PathBuf>,
+        /// TOML config file (see docs/CONFIG.md) [env CARDBRIDGE_CONFIG].
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -169,7 +187,86 @@ pub fn run(cli: Cli) -> i32 {
                     dns,
                 },
         } => discover_command(&start, user, auth, profile, dns),
+        Command::Migrate {
+            from,
+            to,
+            data,
+            config,
+        } => migrate_command(from, to, data, config),
     }
+}
+
+/// `migrate`: exit code 0 when the copy verified, 1 when it failed, 2 for bad arguments.
+pub fn migrate_command(
+    from: crate::config::StoreKind,
+    to: crate::config::StoreKind,
+    data: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> i32 {
+    use crate::config::{Config, Overrides, StoreKind, ENV_CONFIG};
+    if (from, to) != (StoreKind::Sled, StoreKind::Postgres) {
+        eprintln!("cardbridge migrate: only --from sled --to postgres is supported");
+        return 2;
+    }
+    let file = config.or_else(|| std::env::var_os(ENV_CONFIG).map(PathBuf::from));
+    let flags = Overrides {
+        data_dir: data,
+        ..Overrides::default()
+    };
+    let cfg = match Config::load(file.as_deref(), &|k| std::env::var(k).ok(), &flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cardbridge migrate: {e}");
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cardbridge migrate: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(migrate_sled_to_postgres(&cfg)) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("cardbridge migrate: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn migrate_sled_to_postgres(cfg: &crate::config::Config) -> Result<String, String> {
+    use crate::store::{open, PgStore, SledStore};
+    let dir = open::sled_dir(cfg);
+    if !dir.is_dir() {
+        return Err(format!("no sled database at {}", dir.display()));
+    }
+    let sled = SledStore::open(&dir).map_err(|e| {
+        format!(
+            "cannot open {}: {e} (is a node still running on it? stop it first)",
+            dir.display()
+        )
+    })?;
+    let settings = open::postgres_settings(cfg).map_err(|e| e.to_string())?;
+    let pg = PgStore::open(&settings).await.map_err(|e| e.to_string())?;
+    let report = crate::store::migrate::sled_to_postgres(&sled, &pg)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{report}migrated {} entries into schema {}; every keyspace verified\n",
+        report.total(),
+        pg.schema()
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn migrate_sled_to_postgres(_cfg: &crate::config::Config) -> Result<String, String> {
+    Err("this build has no PostgreSQL support (cargo feature `postgres`)".into())
 }
 
 /// `carddav discover`: exit code 1 when discovery fails.

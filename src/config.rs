@@ -52,6 +52,14 @@ pub const ENV_BACKOFF_MAX: &str = "CARDBRIDGE_BACKOFF_MAX_SECS";
 pub const ENV_MAX_CONCURRENT: &str = "CARDBRIDGE_MAX_CONCURRENT_SYNCS";
 /// `CARDBRIDGE_MAX_SYNCS_PER_ACCOUNT`: `scheduler.max_per_account`.
 pub const ENV_MAX_PER_ACCOUNT: &str = "CARDBRIDGE_MAX_SYNCS_PER_ACCOUNT";
+/// `CARDBRIDGE_STORE`: `store` (`sled` or `postgres`).
+pub const ENV_STORE: &str = "CARDBRIDGE_STORE";
+/// `CARDBRIDGE_POSTGRES_URL`: `postgres.url` (may hold a password; never logged).
+pub const ENV_POSTGRES_URL: &str = "CARDBRIDGE_POSTGRES_URL";
+/// `CARDBRIDGE_POSTGRES_SCHEMA`: `postgres.schema`.
+pub const ENV_POSTGRES_SCHEMA: &str = "CARDBRIDGE_POSTGRES_SCHEMA";
+/// `CARDBRIDGE_POSTGRES_POOL_SIZE`: `postgres.pool_size`.
+pub const ENV_POSTGRES_POOL_SIZE: &str = "CARDBRIDGE_POSTGRES_POOL_SIZE";
 
 /// Every environment variable the service reads (documented in `docs/CONFIG.md`).
 pub const ENV_VARS: &[&str] = &[
@@ -72,6 +80,10 @@ pub const ENV_VARS: &[&str] = &[
     ENV_BACKOFF_MAX,
     ENV_MAX_CONCURRENT,
     ENV_MAX_PER_ACCOUNT,
+    ENV_STORE,
+    ENV_POSTGRES_URL,
+    ENV_POSTGRES_SCHEMA,
+    ENV_POSTGRES_POOL_SIZE,
 ];
 
 /// Log output format.
@@ -140,6 +152,53 @@ impl SchedulerSection {
     }
 }
 
+/// Which backend holds the state (see `docs/STORE.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The embedded sled database in `data_dir/db` (one node).
+    #[default]
+    Sled,
+    /// A PostgreSQL schema, shared by any number of nodes (`[postgres]`).
+    Postgres,
+}
+
+/// The default PostgreSQL schema.
+pub const DEFAULT_POSTGRES_SCHEMA: &str = "cardbridge";
+
+/// PostgreSQL settings, used when `store = "postgres"`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Connection URL (`postgres://user:password@host:5432/db`) or libpq key=value string.
+    pub url: Option<String>,
+    /// The schema holding cardbridge's tables (created on first start).
+    pub schema: String,
+    /// Pooled connections per node.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            schema: DEFAULT_POSTGRES_SCHEMA.into(),
+            pool_size: 16,
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresSection {
+    // The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSection")
+            .field("url", &self.url.as_ref().map(|_| "<set>"))
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -165,6 +224,10 @@ pub struct Config {
     pub scheduler: SchedulerSection,
     /// The OAuth apps the Google and Microsoft Graph connections sign in with.
     pub oauth: OAuthSection,
+    /// The state backend.
+    pub store: StoreKind,
+    /// PostgreSQL settings (`store = "postgres"`).
+    pub postgres: PostgresSection,
 }
 
 /// `[oauth.google]` and `[oauth.microsoft]`: the operator's OAuth app registrations. A
@@ -221,6 +284,8 @@ impl Default for Config {
             admin_login: "admin".into(),
             scheduler: SchedulerSection::default(),
             oauth: OAuthSection::default(),
+            store: StoreKind::Sled,
+            postgres: PostgresSection::default(),
         }
     }
 }
@@ -384,6 +449,28 @@ impl Config {
         }
         if let Some(v) = env(ENV_MAX_PER_ACCOUNT) {
             s.max_per_account = parse(ENV_MAX_PER_ACCOUNT, v, "a positive number")?;
+        }
+        if let Some(v) = env(ENV_STORE) {
+            self.store = match v.trim() {
+                "sled" => StoreKind::Sled,
+                "postgres" => StoreKind::Postgres,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: ENV_STORE,
+                        value: v,
+                        expected: "`sled` or `postgres`",
+                    })
+                }
+            };
+        }
+        if let Some(v) = env(ENV_POSTGRES_URL) {
+            self.postgres.url = Some(v);
+        }
+        if let Some(v) = env(ENV_POSTGRES_SCHEMA) {
+            self.postgres.schema = v;
+        }
+        if let Some(v) = env(ENV_POSTGRES_POOL_SIZE) {
+            self.postgres.pool_size = parse(ENV_POSTGRES_POOL_SIZE, v, "a positive number")?;
         }
         Ok(())
     }
@@ -597,6 +684,51 @@ mod tests {
     }
 
     #[test]
+    fn store_switch_from_file_and_env() {
+        let c = Config::from_toml(
+            "store = \"postgres\"\n[postgres]\nurl = \"postgres://u:hunter2@db/cb\"\npool_size = 4\n",
+        )
+        .unwrap();
+        assert_eq!(c.store, StoreKind::Postgres);
+        assert_eq!(
+            c.postgres.url.as_deref(),
+            Some("postgres://u:hunter2@db/cb")
+        );
+        assert_eq!(c.postgres.schema, DEFAULT_POSTGRES_SCHEMA);
+        assert_eq!(c.postgres.pool_size, 4);
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "Debug must not print the URL's password"
+        );
+        assert_eq!(Config::default().store, StoreKind::Sled);
+
+        let env = env_of(&[
+            (ENV_STORE, "postgres"),
+            (ENV_POSTGRES_URL, "postgres://x@127.0.0.1/test"),
+            (ENV_POSTGRES_SCHEMA, "node_state"),
+            (ENV_POSTGRES_POOL_SIZE, "3"),
+        ]);
+        let c = Config::load(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(c.store, StoreKind::Postgres);
+        assert_eq!(
+            c.postgres.url.as_deref(),
+            Some("postgres://x@127.0.0.1/test")
+        );
+        assert_eq!(c.postgres.schema, "node_state");
+        assert_eq!(c.postgres.pool_size, 3);
+
+        let e = Config::load(
+            None,
+            &env_of(&[(ENV_STORE, "mysql")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(ENV_STORE), "{e}");
+        let e = Config::from_toml("store = \"mysql\"\n").unwrap_err();
+        assert!(e.contains("store"), "{e}");
+    }
+
+    #[test]
     fn private_network_policy() {
         for u in [
             "http://127.0.0.1:5232/",
@@ -668,6 +800,11 @@ mod tests {
             "client_secret",
             "redirect_uri",
             "tenant",
+            "store",
+            "[postgres]",
+            "url",
+            "schema",
+            "pool_size",
         ] {
             assert!(doc.contains(key), "docs/CONFIG.md does not mention {key}");
         }

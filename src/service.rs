@@ -597,7 +597,7 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
             config.data_dir.display()
         ))
     })?;
-    let store = open_store(&config.data_dir)?;
+    let store = crate::store::open::open_configured(&config).await?;
     let (secret_box, created) =
         SecretBox::load_or_create(&config.data_dir, config.secret_key.as_deref())?;
     drop(secret_box);

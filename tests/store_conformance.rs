@@ -411,3 +411,89 @@ async fn the_suite_catches_broken_stores() {
         .collect();
     assert!(failed.is_empty(), "control: {failed:#?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: the same suite, each store in a fresh schema of its own, all dropped at the end.
+
+#[cfg(feature = "postgres")]
+mod pg_support;
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use cardbridge::store::postgres::{PgSettings, PgStore};
+
+    /// Opens id number `i` in schema `<prefix>_<i>` (schema names are limited to 63 bytes and
+    /// check names are longer).
+    pub struct PgFactory {
+        prefix: String,
+        ids: Mutex<Vec<String>>,
+    }
+
+    impl PgFactory {
+        pub fn new(what: &str) -> Self {
+            PgFactory {
+                prefix: pg_support::unique_schema(what),
+                ids: Mutex::new(Vec::new()),
+            }
+        }
+        fn settings(&self, id: &str) -> PgSettings {
+            let mut ids = self.ids.lock().unwrap();
+            let n = match ids.iter().position(|i| i == id) {
+                Some(n) => n,
+                None => {
+                    ids.push(id.to_string());
+                    ids.len() - 1
+                }
+            };
+            pg_support::settings(&format!("{}_{n}", self.prefix))
+        }
+        /// Drops every schema this factory created.
+        pub async fn cleanup(&self) {
+            let n = self.ids.lock().unwrap().len();
+            for i in 0..n {
+                pg_support::remove(&format!("{}_{i}", self.prefix)).await;
+            }
+        }
+    }
+
+    #[async_trait]
+    impl StoreFactory for PgFactory {
+        fn name(&self) -> &str {
+            "postgres"
+        }
+        fn can_reopen(&self) -> bool {
+            true
+        }
+        async fn open(&self, id: &str) -> Result<Arc<dyn Store>, StoreError> {
+            Ok(Arc::new(PgStore::open(&self.settings(id)).await?))
+        }
+        async fn reopen(
+            &self,
+            id: &str,
+            old: Arc<dyn Store>,
+        ) -> Result<Arc<dyn Store>, StoreError> {
+            if Arc::strong_count(&old) != 1 {
+                return Err(StoreError::Backend(
+                    "the suite still holds other handles of the store".into(),
+                ));
+            }
+            // Closes the pool: every connection of the old store goes away.
+            drop(old);
+            Ok(Arc::new(PgStore::open(&self.settings(id)).await?))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_store_conforms() {
+        pg_support::require_server().await;
+        let factory = PgFactory::new("conf");
+        let outcomes = conformance::run_checks(&factory).await;
+        factory.cleanup().await;
+        let failed: Vec<_> = outcomes
+            .iter()
+            .filter(|(_, o)| *o != Outcome::Passed)
+            .collect();
+        assert!(failed.is_empty(), "postgres: {failed:#?}");
+    }
+}

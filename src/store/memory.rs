@@ -76,15 +76,7 @@ impl Store for MemoryStore {
             }
             entries.push((k.clone(), v.clone()));
         }
-        let next_after = if more {
-            entries.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
-        Ok(ScanPage {
-            entries,
-            next_after,
-        })
+        Ok(ScanPage::new(entries, more))
     }
 
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {

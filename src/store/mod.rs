@@ -6,7 +6,8 @@
 //! users, roles, connections, the CardDAV change log, stats, conflicts, credentials) is laid
 //! on top of it by typed modules, so a backend only has to get these few operations right.
 //!
-//! Backends: [`sled_store::SledStore`] (the embedded default) and [`memory::MemoryStore`]
+//! Backends: [`sled_store::SledStore`] (the embedded default), `postgres::PgStore` (cargo
+//! feature `postgres`: several nodes sharing one PostgreSQL) and [`memory::MemoryStore`]
 //! (tests). Every backend must pass [`conformance`], unchanged.
 //!
 //! Architecture invariant: a batch commits entirely or not at all, and is durable when
@@ -19,10 +20,19 @@
 use async_trait::async_trait;
 
 pub mod conformance;
+#[cfg(feature = "postgres")]
+pub mod leases;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod migrate;
+pub mod open;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sled_store;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgSettings, PgStore};
 pub use sled_store::SledStore;
 
 /// A keyspace name. Each typed layer owns its keyspaces and declares them as constants.
@@ -189,6 +199,22 @@ pub struct ScanPage {
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
     /// Present when more entries follow: pass it as `after` to get the next page.
     pub next_after: Option<Vec<u8>>,
+}
+
+impl ScanPage {
+    /// A page of `entries`; `more` says whether matching entries follow, in which case
+    /// `next_after` is the last key of the page.
+    pub fn new(entries: Vec<(Vec<u8>, Vec<u8>)>, more: bool) -> Self {
+        let next_after = if more {
+            entries.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        ScanPage {
+            entries,
+            next_after,
+        }
+    }
 }
 
 /// The storage contract. See the module doc; [`conformance`] is its executable specification.

@@ -171,6 +171,45 @@ impl SledStore {
             .map(|_| ())
     }
 
+    /// Every entry of every keyspace as `(space, key, value)`, in stored order (by space, then
+    /// key): what `cardbridge migrate` copies. An entry whose stored key has no separator or
+    /// whose space is not UTF-8 is reported as [`StoreError::Corrupt`], not skipped.
+    pub fn export(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>, Vec<u8>), StoreError>> + Send + '_ {
+        self.data.iter().map(|item| {
+            let (k, v) = item.map_err(backend)?;
+            let corrupt = |reason: &str| StoreError::Corrupt {
+                space: DATA_TREE.to_string(),
+                reason: format!("{reason}: {:?}", String::from_utf8_lossy(&k)),
+            };
+            let sep = k
+                .iter()
+                .position(|b| *b == SPACE_SEP)
+                .ok_or_else(|| corrupt("stored key without a space separator"))?;
+            let space = std::str::from_utf8(&k[..sep])
+                .map_err(|_| corrupt("space name is not UTF-8"))?
+                .to_string();
+            Ok((space, k[sep + 1..].to_vec(), v.to_vec()))
+        })
+    }
+
+    /// Every sequence with its reserved high-water mark: no id above it was ever handed out.
+    pub fn sequence_marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.meta.scan_prefix(META_SEQ_PREFIX) {
+            let (k, v) = item.map_err(backend)?;
+            let name = String::from_utf8(k[META_SEQ_PREFIX.len()..].to_vec()).map_err(|_| {
+                StoreError::Corrupt {
+                    space: META_TREE.to_string(),
+                    reason: "sequence name is not UTF-8".into(),
+                }
+            })?;
+            out.push((name, read_u64(META_TREE, &v)?));
+        }
+        Ok(out)
+    }
+
     /// Reserves the next block of `sequence` durably and returns it.
     async fn reserve(&self, sequence: &str) -> Result<Block, StoreError> {
         let mut meta_key = META_SEQ_PREFIX.to_vec();
@@ -240,15 +279,7 @@ impl Store for SledStore {
             }
             entries.push((k[strip..].to_vec(), v.to_vec()));
         }
-        let next_after = if more {
-            entries.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
-        Ok(ScanPage {
-            entries,
-            next_after,
-        })
+        Ok(ScanPage::new(entries, more))
     }
 
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
