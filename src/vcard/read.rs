@@ -196,6 +196,14 @@ struct CardScan {
     properties: usize,
     /// A `VERSION:2.1`/`3.0` line has been seen (calcard then uses its legacy value parsers).
     legacy: bool,
+    /// The raw content lines of the unknown properties, collected in this pass so that
+    /// [`restore_raw_unknown_values`] needs no second pass over the card.
+    raw_unknowns: Vec<RawUnknown>,
+    /// The last unknown property's raw value is still open to continuation lines.
+    raw_open: bool,
+    /// A property's head was folded before its `:`, so this pass cannot tell its name and
+    /// parameters: the unknown properties are collected by a second pass instead.
+    raw_fallback: bool,
 }
 
 impl CardScan {
@@ -214,10 +222,21 @@ impl CardScan {
             encoded_binaries: Vec::new(),
             properties: 0,
             legacy: false,
+            raw_unknowns: Vec::new(),
+            raw_open: false,
+            raw_fallback: false,
         }
     }
 
     fn continuation(&mut self, line: &str) {
+        if self.raw_open {
+            if let Some(RawUnknown {
+                value: Some(value), ..
+            }) = self.raw_unknowns.last_mut()
+            {
+                value.push_str(line.get(1..).unwrap_or_default());
+            }
+        }
         if let Some((_, colon)) = &mut self.current {
             *colon |= line.contains(':');
         }
@@ -236,6 +255,8 @@ impl CardScan {
     }
 
     fn line(&mut self, line: &str, line_no: usize) {
+        // Not a continuation: whatever unknown value was open is complete.
+        self.raw_open = false;
         if self.bad.is_some() {
             return;
         }
@@ -305,6 +326,7 @@ impl CardScan {
                 needs_fix = true;
             }
         }
+        self.collect_raw_unknown(head, name, colon.is_some(), params, value);
         if self.qp {
             self.qp_soft = line.ends_with('=');
         }
@@ -334,6 +356,31 @@ impl CardScan {
         }
     }
 
+    /// Keeps the raw value of an unknown property's first line (see [`RawUnknown`]).
+    fn collect_raw_unknown(
+        &mut self,
+        head: &str,
+        name: &str,
+        has_colon: bool,
+        params: &str,
+        value: &str,
+    ) {
+        if !has_colon {
+            self.raw_fallback = true;
+            return;
+        }
+        if !is_unknown_name(name) {
+            return;
+        }
+        let encoded = is_encoded(params);
+        self.raw_unknowns.push(RawUnknown {
+            group: head.rsplit_once('.').map(|(group, _)| group.to_string()),
+            name: name.to_string(),
+            value: (!encoded).then(|| value.to_string()),
+        });
+        self.raw_open = !encoded;
+    }
+
     fn finish(mut self, text: &str, end_line: usize, out: &mut impl ReadSink) {
         self.close_logical_line();
         if let Some((line, reason)) = self.bad.take() {
@@ -361,7 +408,12 @@ impl CardScan {
         match parser.entry() {
             Entry::VCard(mut card) => {
                 post_fix(&mut card, &self.encoded_binaries);
-                restore_raw_unknown_values(&mut card, &text);
+                let raws = if self.raw_fallback {
+                    raw_unknown_lines(&text)
+                } else {
+                    std::mem::take(&mut self.raw_unknowns)
+                };
+                restore_raw_unknown_values(&mut card, raws);
                 out.card(card);
             }
             other => out.diagnostic(Diagnostic {
@@ -565,6 +617,13 @@ fn for_each_logical_line<'a>(
     }
 }
 
+/// Whether a property's parameters say its value is transfer-encoded (quoted-printable, base64).
+fn is_encoded(params: &str) -> bool {
+    contains_ignore_case(params, PARAM_ENCODING)
+        || contains_ignore_case(params, ENC_QUOTED_PRINTABLE)
+        || contains_ignore_case(params, ENC_BASE64_BARE)
+}
+
 /// The name of a content line (after its group), as far as the line shows it.
 fn line_name(line: &str) -> &str {
     let head = line
@@ -602,9 +661,7 @@ fn raw_unknown_lines(text: &str) -> Vec<RawUnknown> {
         let params = line
             .get(head_end..colon.unwrap_or(head_end))
             .unwrap_or_default();
-        let encoded = contains_ignore_case(params, PARAM_ENCODING)
-            || contains_ignore_case(params, ENC_QUOTED_PRINTABLE)
-            || contains_ignore_case(params, ENC_BASE64_BARE);
+        let encoded = is_encoded(params);
         let value = colon
             .filter(|_| !encoded)
             .and_then(|c| line.get(c + 1..))
@@ -622,7 +679,7 @@ fn raw_unknown_lines(text: &str) -> Vec<RawUnknown> {
 /// `\,` and `\\` in them, which cannot be undone, so their value is replaced by the raw text of
 /// the content line (one `Text` value, escapes intact; see [`unescape_raw`]). A value that was
 /// `ENCODING=`-encoded keeps calcard's decoding, escaped into the same raw form.
-fn restore_raw_unknown_values(card: &mut VCard, text: &str) {
+fn restore_raw_unknown_values(card: &mut VCard, raws: Vec<RawUnknown>) {
     if !card
         .entries
         .iter()
@@ -630,7 +687,6 @@ fn restore_raw_unknown_values(card: &mut VCard, text: &str) {
     {
         return;
     }
-    let raws = raw_unknown_lines(text);
     let mut cursor = 0usize;
     for entry in &mut card.entries {
         let VCardProperty::Other(name) = &entry.name else {
@@ -735,6 +791,34 @@ pub fn decode_carets(text: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Unknown properties keep their raw value whether it is collected in the first pass
+    /// (folded value) or, when a head is folded before its `:`, by the second pass.
+    #[test]
+    fn unknown_values_stay_raw_when_folded() {
+        let raw_values = |text: &str| -> Vec<String> {
+            let out = read(text);
+            assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+            out.cards[0]
+                .entries
+                .iter()
+                .filter(|e| matches!(e.name, VCardProperty::Other(_)))
+                .flat_map(|e| {
+                    e.values
+                        .iter()
+                        .filter_map(|v| v.as_text().map(str::to_string))
+                })
+                .collect()
+        };
+        let folded_value = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\n\
+                            X-FOO;X-P=1:va\\;l\r\n ue\\,x\r\n\
+                            item1.X-ABLabel:Lab\\,el\r\nEND:VCARD\r\n";
+        assert_eq!(raw_values(folded_value), ["va\\;lue\\,x", "Lab\\,el"]);
+        let folded_head = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\n\
+                           X-FO\r\n O;X-P=1:va\\;l\r\n ue\r\n\
+                           X-BAR:b\\,c\r\nEND:VCARD\r\n";
+        assert_eq!(raw_values(folded_head), ["va\\;lue", "b\\,c"]);
+    }
 
     /// The second pass copies only unknown properties, but must still unfold them whole,
     /// including a head folded before its `:` and 2.1 quoted-printable soft breaks of the
