@@ -44,17 +44,7 @@ async fn svc() -> Svc {
     )
     .await;
     for login in ["alice", "bob", "carol"] {
-        s.crm
-            .create_user(cardbridge::crm::repo::NewUser {
-                login: login.into(),
-                name: login.into(),
-                email: format!("{login}@example.com"),
-                role_id: None,
-                is_admin: false,
-                password: format!("{login}-right-pw"),
-            })
-            .await
-            .unwrap();
+        s.add_user(login, &format!("{login}-right-pw")).await;
     }
     s
 }

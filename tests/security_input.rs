@@ -20,17 +20,7 @@ const BOB: (&str, &str) = ("bob", "bob-pw-123");
 async fn svc() -> Svc {
     let s = service().await;
     for (login, pw) in [ALICE, BOB] {
-        s.crm
-            .create_user(cardbridge::crm::repo::NewUser {
-                login: login.into(),
-                name: login.into(),
-                email: format!("{login}@example.com"),
-                role_id: None,
-                is_admin: false,
-                password: pw.into(),
-            })
-            .await
-            .unwrap();
+        s.add_user(login, pw).await;
     }
     // Bob owns a card only he can see.
     let r = s

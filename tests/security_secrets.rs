@@ -271,7 +271,7 @@ async fn no_secret_reaches_the_logs() {
             token_url: fake.token_url().parse().unwrap(),
         },
     );
-    client.retry = retry.clone();
+    client.retry = retry;
     let http = reqwest::Client::new();
     let tokens = Arc::new(TokenManager::new(client, http.clone(), secrets, sealed));
     fake.seed(1, 5, &[]);

@@ -235,6 +235,20 @@ impl World {
         self.svc.json((login, &p), method, uri, body).await
     }
 
+    /// A bodiless request (GET, DELETE) to the card of person `id` in `login`'s collection.
+    async fn card(&self, login: &str, method: &str, id: PersonId) -> security_support::Resp {
+        let p = pw(login);
+        self.svc
+            .req(
+                (login, &p),
+                method,
+                &href(login, id),
+                &[],
+                axum::body::Body::empty(),
+            )
+            .await
+    }
+
     async fn dav(&self, login: &str, req: http::Request<String>) -> security_support::Resp {
         let p = pw(login);
         self.svc.dav((login, &p), req).await
@@ -361,16 +375,7 @@ impl World {
                 };
                 assert_eq!(r.status, expect, "{ctx}: REST GET {}", p.name);
                 self.no_leak(viewer, "REST GET", &r.text());
-                let r = self
-                    .svc
-                    .req(
-                        (login, &pw(login)),
-                        "GET",
-                        &href(login, p.id),
-                        &[],
-                        axum::body::Body::empty(),
-                    )
-                    .await;
+                let r = self.card(login, "GET", p.id).await;
                 assert_eq!(r.status, expect, "{ctx}: DAV GET {}", p.name);
                 self.no_leak(viewer, "DAV GET", &r.text());
             }
@@ -479,16 +484,7 @@ impl World {
                         .as_user(login, "DELETE", &format!("/api/v1/persons/{}", p.id), None)
                         .await;
                     assert_eq!(r.status, StatusCode::NOT_FOUND, "{ctx}: DELETE {}", p.name);
-                    let r = self
-                        .svc
-                        .req(
-                            (login, &pw(login)),
-                            "DELETE",
-                            &href(login, p.id),
-                            &[],
-                            axum::body::Body::empty(),
-                        )
-                        .await;
+                    let r = self.card(login, "DELETE", p.id).await;
                     assert_eq!(r.status, StatusCode::NOT_FOUND, "{ctx}: DAV DELETE");
                     for if_match in ["*", "\"1-1\""] {
                         let r = self
@@ -516,16 +512,7 @@ impl World {
                     assert_eq!(after.name, p.name);
                 } else {
                     // CardDAV PUT with the current ETag works where visible.
-                    let g = self
-                        .svc
-                        .req(
-                            (login, &pw(login)),
-                            "GET",
-                            &href(login, p.id),
-                            &[],
-                            axum::body::Body::empty(),
-                        )
-                        .await;
+                    let g = self.card(login, "GET", p.id).await;
                     assert_eq!(g.status, StatusCode::OK, "{ctx}");
                     let etag = g.headers["etag"].to_str().unwrap().to_string();
                     let text = g.text().replace(
@@ -669,15 +656,7 @@ impl World {
                 )
                 .await
             } else {
-                self.svc
-                    .req(
-                        (deleter.login, &pw(deleter.login)),
-                        "DELETE",
-                        &href(deleter.login, p.id),
-                        &[],
-                        axum::body::Body::empty(),
-                    )
-                    .await
+                self.card(deleter.login, "DELETE", p.id).await
             };
             assert!(
                 r.status.is_success(),

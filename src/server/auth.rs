@@ -95,12 +95,21 @@ pub struct Throttle {
     failures: Mutex<HashMap<String, Failures>>,
 }
 
+/// A credential-cache entry: the user, the [`credential_stamp`] it was verified against, and
+/// when.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    user: u64,
+    stamp: [u8; 32],
+    at: Instant,
+}
+
 /// The authenticator: throttle state and credential cache. Share one per server.
 #[derive(Debug)]
 pub struct Authenticator {
     config: AuthConfig,
     throttle: Throttle,
-    cache: Mutex<HashMap<[u8; 32], (u64, [u8; 32], Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
 }
 
 /// `Retry-After` seconds for a lock of `d` (rounded up, at least 1).
@@ -286,8 +295,8 @@ impl Authenticator {
         let cached = {
             let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             c.get(&ck)
-                .filter(|(_, _, at)| at.elapsed() < self.config.cache_ttl)
-                .map(|(id, stamp, _)| (*id, *stamp))
+                .filter(|e| e.at.elapsed() < self.config.cache_ttl)
+                .map(|e| (e.user, e.stamp))
         };
         if let Some((id, stamp)) = cached {
             if let Some(u) = crm.get_user(id).await? {
@@ -307,8 +316,15 @@ impl Authenticator {
                 if let Some(stamp) = credential_stamp(&user, &method) {
                     let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
                     let ttl = self.config.cache_ttl;
-                    c.retain(|_, (_, _, at)| at.elapsed() < ttl);
-                    c.insert(ck, (user.id, stamp, Instant::now()));
+                    c.retain(|_, e| e.at.elapsed() < ttl);
+                    c.insert(
+                        ck,
+                        Cached {
+                            user: user.id,
+                            stamp,
+                            at: Instant::now(),
+                        },
+                    );
                 }
                 Ok(user)
             }

@@ -85,6 +85,21 @@ pub async fn service() -> Svc {
 }
 
 impl Svc {
+    /// Adds a user without a role.
+    pub async fn add_user(&self, login: &str, password: &str) -> cardbridge::crm::User {
+        self.crm
+            .create_user(cardbridge::crm::repo::NewUser {
+                login: login.into(),
+                name: login.into(),
+                email: format!("{login}@example.com"),
+                role_id: None,
+                is_admin: false,
+                password: password.into(),
+            })
+            .await
+            .unwrap()
+    }
+
     /// Sends one request.
     pub async fn send(&self, req: Request<Body>) -> Resp {
         let r = self.app.clone().oneshot(req).await.unwrap();

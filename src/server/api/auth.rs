@@ -54,11 +54,20 @@ pub fn bearer_token(user: UserId, secret: &str) -> String {
     format!("{TOKEN_PREFIX}{user}_{secret}")
 }
 
+/// A credential-cache entry: the user, the [`credential_stamp`] it was verified against, and
+/// until when it may be used.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    user: UserId,
+    stamp: [u8; 32],
+    until: Instant,
+}
+
 /// In-memory sessions, the credential cache (both lost on restart: users log in again) and
 /// the login throttle.
 pub struct AuthState {
     sessions: Mutex<HashMap<String, (UserId, Instant)>>,
-    cache: Mutex<HashMap<[u8; 32], (UserId, [u8; 32], Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
     /// Failed-login counters (shared by Basic, bearer and the dashboard login form).
     pub throttle: Throttle,
 }
@@ -129,8 +138,8 @@ impl AuthState {
     fn cached(&self, k: &[u8; 32]) -> Option<(UserId, [u8; 32])> {
         let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         c.get(k)
-            .filter(|(_, _, exp)| *exp > Instant::now())
-            .map(|(u, stamp, _)| (*u, *stamp))
+            .filter(|e| e.until > Instant::now())
+            .map(|e| (e.user, e.stamp))
     }
     fn forget(&self, k: &[u8; 32]) {
         self.cache
@@ -145,12 +154,19 @@ impl AuthState {
         let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if c.len() > 10_000 {
-            c.retain(|_, (_, _, exp)| *exp > now);
+            c.retain(|_, e| e.until > now);
         }
-        c.insert(k, (user.id, stamp, now + CACHE_TTL));
+        c.insert(
+            k,
+            Cached {
+                user: user.id,
+                stamp,
+                until: now + CACHE_TTL,
+            },
+        );
     }
     /// The cached user for `k` when the user still holds the cached credential.
-    async fn from_cache(
+    async fn cached_user(
         &self,
         crm: &crate::crm::Crm,
         k: &[u8; 32],
@@ -225,7 +241,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Option<User
                 return Err(ApiError::login_locked(left));
             }
             let k = cache_key("basic", login, secret);
-            if let Some(u) = state.auth.from_cache(crm, &k).await? {
+            if let Some(u) = state.auth.cached_user(crm, &k).await? {
                 return Ok(Some(u));
             }
             let checked = state
@@ -253,7 +269,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Option<User
                 return Err(ApiError::login_locked(left));
             }
             let k = cache_key("bearer", &id.to_string(), secret);
-            if let Some(u) = state.auth.from_cache(crm, &k).await? {
+            if let Some(u) = state.auth.cached_user(crm, &k).await? {
                 return Ok(Some(u));
             }
             let checked = state
