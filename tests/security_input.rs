@@ -49,12 +49,15 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// (method, path, extra headers) of every DAV request that takes an XML body.
-fn body_methods() -> Vec<(
+/// A DAV request that takes a body: method, path, extra headers.
+type BodyMethod = (
     &'static str,
     &'static str,
     Vec<(&'static str, &'static str)>,
-)> {
+);
+
+/// Every DAV request that takes an XML body.
+fn body_methods() -> Vec<BodyMethod> {
     let coll = "/dav/addressbooks/alice/persons/";
     vec![
         ("PROPFIND", coll, vec![("Depth", "1")]),
