@@ -508,12 +508,15 @@ pub enum UrlPolicyError {
 
 /// True for addresses a server-side request must not reach unless private networks are
 /// allowed: loopback, unspecified, private (RFC 1918, RFC 4193), shared (RFC 6598),
-/// link-local, multicast and broadcast; IPv4-mapped IPv6 is judged as IPv4.
+/// link-local, site-local, multicast, broadcast and reserved (240/4, 198.18/15, 192.0.0/24).
+/// IPv6 forms that carry an IPv4 address are judged by that address: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`, RFC 6052) and
+/// 6to4 (`2002::/16`, RFC 3056).
 pub fn is_private(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(v4) => is_private_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_private_v4(v4);
             }
             let seg0 = v6.segments()[0];
@@ -522,9 +525,32 @@ pub fn is_private(addr: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (seg0 & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (seg0 & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || v6 == Ipv6Addr::from([0, 0, 0, 0, 0, 0, 0, 1])
+                || (seg0 & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated, still routed locally)
+                || (seg0 == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64 local-use 64:ff9b:1::/48
         }
     }
+}
+
+/// The IPv4 address an IPv6 address stands for, when it is one of the forms that embed one.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let low = |a: u16, b: u16| Ipv4Addr::new((a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    // IPv4-compatible ::a.b.c.d (deprecated; `::` and `::1` are judged as IPv6 themselves).
+    if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+        return Some(low(s[6], s[7]));
+    }
+    // NAT64 well-known prefix 64:ff9b::/96.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(low(s[6], s[7]));
+    }
+    // 6to4 2002:AABB:CCDD::/48.
+    if s[0] == 0x2002 {
+        return Some(low(s[1], s[2]));
+    }
+    None
 }
 
 fn is_private_v4(v4: Ipv4Addr) -> bool {
@@ -536,7 +562,10 @@ fn is_private_v4(v4: Ipv4Addr) -> bool {
         || v4.is_broadcast()
         || v4.is_multicast()
         || o[0] == 0
+        || o[0] >= 240 // reserved 240.0.0.0/4
         || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18.0.0/15
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments 192.0.0.0/24
 }
 
 /// Checks the scheme and, for an IP-literal host (or `localhost`), the address. Host names
@@ -610,6 +639,32 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn ipv6_forms_that_embed_a_private_ipv4_are_private() {
+        // Regression (issue #8 security_ssrf): these reached loopback/metadata addresses.
+        for a in [
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "fec0::1",
+            "240.0.0.1",
+            "198.18.0.1",
+        ] {
+            assert!(is_private(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+            "64:ff9b::5db8:d70e",
+            "2002:5db8:d70e::1",
+            "93.184.215.14",
+        ] {
+            assert!(!is_private(a.parse().unwrap()), "{a}");
+        }
     }
 
     #[test]

@@ -332,10 +332,12 @@ pub fn parse_with(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
             },
             Event::Text(t) => {
                 let content = t.xml10_content();
+                only_xml_chars(&content, &reader)?;
                 push_text(&mut stack, &content)?;
             }
             Event::CData(c) => {
                 let content = c.xml10_content();
+                only_xml_chars(&content, &reader)?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&content),
                     None => return Err(XmlError::NotSingleRoot("CDATA outside the root element")),
@@ -373,7 +375,19 @@ pub fn parse_with(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
 
 fn resolve_ns(ns: ResolveResult<'_>) -> Result<String, XmlError> {
     match ns {
-        ResolveResult::Bound(ns) => Ok(ns.as_ref().to_string()),
+        // The namespace name is the declaring attribute's value with its references expanded
+        // (Namespaces in XML §2.2): `xmlns:d="DAV&#58;"` is `DAV:`. The resolver hands out the
+        // raw value.
+        ResolveResult::Bound(ns) => {
+            let raw = ns.as_ref().to_string();
+            match quick_xml::escape::unescape(&raw) {
+                Ok(v) => Ok(v.into_owned()),
+                Err(quick_xml::escape::EscapeError::UnrecognizedEntity(_, e)) => {
+                    Err(XmlError::UnknownEntity(e))
+                }
+                Err(e) => Err(XmlError::BadCharRef(e.to_string())),
+            }
+        }
         ResolveResult::Unbound => Ok(String::new()),
         ResolveResult::Unknown(prefix) => Err(XmlError::UnknownPrefix(prefix)),
     }
@@ -384,6 +398,7 @@ fn open_element(
     ns: String,
     start: &BytesStart<'_>,
 ) -> Result<Element, XmlError> {
+    only_xml_chars(&ns, reader)?;
     let name = start.local_name().as_ref().to_string();
     let mut attrs = Vec::new();
     for attr in start.attributes() {
@@ -392,6 +407,7 @@ fn open_element(
             message: e.to_string(),
         })?;
         if attr.key.as_namespace_binding().is_some() {
+            only_xml_chars(&attr.value, reader)?;
             continue;
         }
         let (attr_ns, local) = reader.resolver().resolve_attribute(attr.key);
@@ -407,6 +423,7 @@ fn open_element(
                         message: other.to_string(),
                     },
                 })?;
+        only_xml_chars(&value, reader)?;
         attrs.push(Attribute {
             ns: attr_ns,
             name: local.as_ref().to_string(),
@@ -440,6 +457,19 @@ fn push_text(stack: &mut [Element], text: &str) -> Result<(), XmlError> {
         }
         None if text.chars().all(is_xml_space) => Ok(()),
         None => Err(XmlError::NotSingleRoot("text outside the root element")),
+    }
+}
+
+/// Refuses text or an attribute value holding a character XML 1.0 does not allow (NUL and most
+/// C0 controls, U+FFFE, U+FFFF): such a document is not well-formed, and rendering could not
+/// carry the character anyway.
+fn only_xml_chars(text: &str, reader: &NsReader<&[u8]>) -> Result<(), XmlError> {
+    match text.chars().find(|c| !is_xml_char(*c)) {
+        None => Ok(()),
+        Some(c) => Err(XmlError::Syntax {
+            position: reader.buffer_position(),
+            message: format!("character U+{:04X} is not allowed in XML 1.0", u32::from(c)),
+        }),
     }
 }
 
@@ -782,6 +812,38 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<d:prop xmlns:d=\"DAV:\" xmlns:x0=\"urn:a\" xmlns:x1=\"urn:b\" xmlns:card=\"urn:ietf:params:xml:ns:carddav\"><x0:one/><x1:two>v</x1:two><plain/><card:address-data/></d:prop>"
         );
         assert_eq!(parse(out.as_bytes()).unwrap(), el);
+    }
+
+    #[test]
+    fn refuses_characters_xml_does_not_allow() {
+        // Regression (fuzz target dav_request_parse): NULs in text were kept in the tree, and
+        // rendering dropped them, so the server answered something else than it read.
+        for doc in [
+            &b"<d:prop xmlns:d=\"DAV:\"><d:displayname>a</d:displayname>\0\0</d:prop>"[..],
+            b"<d:displayname xmlns:d=\"DAV:\">\x01</d:displayname>",
+            b"<d:displayname xmlns:d=\"DAV:\"><![CDATA[\x0b]]></d:displayname>",
+            b"<d:displayname xmlns:d=\"DAV:\" x=\"\x1f\"/>",
+            "<d:displayname xmlns:d=\"DAV:\">\u{FFFE}</d:displayname>".as_bytes(),
+            // A namespace name with a control character (second fuzz finding).
+            b"<d:propfind xmlns:d=\"DAV:\x01\"><d:prop/></d:propfind>",
+        ] {
+            assert!(
+                matches!(parse(doc), Err(XmlError::Syntax { .. })),
+                "{:?}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+        // Third fuzz finding: references in a namespace declaration were not expanded, so the
+        // element's namespace differed from the one rendered back.
+        let esc = parse(
+            b"<d:propfind xmlns:d=\"DAV&#58;\" xmlns:x=\"urn:a&amp;b&gt;\"><x:p/></d:propfind>",
+        )
+        .unwrap();
+        assert_eq!(esc.ns, "DAV:");
+        assert_eq!(esc.children[0].ns, "urn:a&b>");
+        assert_eq!(parse(render(&esc).as_bytes()).unwrap(), esc);
+        let ok = parse(b"<d:displayname xmlns:d=\"DAV:\">tab\there\r\n</d:displayname>").unwrap();
+        assert_eq!(parse(render(&ok).as_bytes()).unwrap(), ok);
     }
 
     #[test]

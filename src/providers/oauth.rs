@@ -12,15 +12,11 @@
 //! authorization URL (with `state` and the PKCE verifier the server must keep) and
 //! exchanges the code.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore as _;
 use serde::Deserialize;
 use sha2::Digest as _;
@@ -432,124 +428,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Why sealing or opening a secret failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    /// Reading or writing the key file failed.
-    #[error("key file {path}: {source}")]
-    Io {
-        /// The key file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The key is not 32 bytes (or not base64 when configured).
-    #[error("the secret key must be 32 bytes (base64 in the configuration)")]
-    BadKey,
-    /// The sealed value was tampered with, truncated, or sealed with another key.
-    #[error("sealed secret cannot be opened (wrong key or tampered)")]
-    Tampered,
-}
-
-/// Authenticated encryption for secrets at rest (XChaCha20-Poly1305, 24-byte random nonces).
-///
-/// A sealed value is `v1:` followed by base64url(nonce ‖ ciphertext ‖ tag).
-pub struct SecretBox {
-    cipher: XChaCha20Poly1305,
-}
-
-impl std::fmt::Debug for SecretBox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretBox(..)")
-    }
-}
-
-const SEALED_PREFIX: &str = "v1:";
-const NONCE_LEN: usize = 24;
-
-impl SecretBox {
-    /// The key file's name inside the data directory.
-    pub const KEY_FILE: &'static str = "secret.key";
-
-    /// A box with this 32-byte key.
-    pub fn from_key(key: &[u8]) -> Result<Self, SecretError> {
-        let cipher = XChaCha20Poly1305::new_from_slice(key).map_err(|_| SecretError::BadKey)?;
-        Ok(Self { cipher })
-    }
-
-    /// A box with the configured key (standard base64 of 32 bytes) when there is one;
-    /// otherwise the key in `data_dir/secret.key`, generated (mode 0600) on first use.
-    pub fn load_or_create(
-        data_dir: &Path,
-        configured_key: Option<&str>,
-    ) -> Result<Self, SecretError> {
-        if let Some(b64) = configured_key {
-            let key = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|_| SecretError::BadKey)?;
-            return Self::from_key(&key);
-        }
-        let path = data_dir.join(Self::KEY_FILE);
-        let io = |source| SecretError::Io {
-            path: path.clone(),
-            source,
-        };
-        match std::fs::read(&path) {
-            Ok(key) => Self::from_key(&key),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(io)?;
-                let mut key = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut key);
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    opts.mode(0o600);
-                }
-                let mut file = opts.open(&path).map_err(io)?;
-                file.write_all(&key).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Self::from_key(&key)
-            }
-            Err(e) => Err(io(e)),
-        }
-    }
-
-    /// Encrypts `plaintext` with a fresh random nonce.
-    pub fn seal(&self, plaintext: &[u8]) -> Result<String, SecretError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ct = self
-            .cipher
-            .encrypt(&XNonce::from(nonce), plaintext)
-            .map_err(|_| SecretError::BadKey)?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        Ok(format!(
-            "{SEALED_PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
-        ))
-    }
-
-    /// Decrypts a value made by [`SecretBox::seal`]; any change to it is detected.
-    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, SecretError> {
-        let b64 = sealed
-            .strip_prefix(SEALED_PREFIX)
-            .ok_or(SecretError::Tampered)?;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(b64)
-            .map_err(|_| SecretError::Tampered)?;
-        if raw.len() < NONCE_LEN {
-            return Err(SecretError::Tampered);
-        }
-        let (nonce, ct) = raw.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SecretError::Tampered)?;
-        self.cipher
-            .decrypt(&XNonce::from(nonce), ct)
-            .map_err(|_| SecretError::Tampered)
-    }
-}
+/// Refresh tokens are sealed with the one credentials box of the service (same key file,
+/// same format as every connection credential).
+pub use crate::service::secrets::{SecretBox, SecretError};
 
 /// Refresh this long before the access token's announced expiry.
 pub const DEFAULT_REFRESH_SKEW: Duration = Duration::from_secs(60);
@@ -712,71 +593,5 @@ mod tests {
         let q: std::collections::HashMap<_, _> = req.url.query_pairs().into_owned().collect();
         assert_eq!(q["scope"], "Contacts.ReadWrite offline_access");
         assert!(!q.contains_key("access_type"));
-    }
-
-    #[test]
-    fn seal_open_round_trip_with_random_nonces() {
-        let b = SecretBox::from_key(&[7u8; 32]).unwrap();
-        let a1 = b.seal(b"1//refresh-token").unwrap();
-        let a2 = b.seal(b"1//refresh-token").unwrap();
-        assert_ne!(a1, a2, "nonces must differ");
-        assert_eq!(b.open(&a1).unwrap(), b"1//refresh-token");
-        assert_eq!(b.open(&a2).unwrap(), b"1//refresh-token");
-    }
-
-    #[test]
-    fn tampering_and_wrong_key_are_detected() {
-        let b = SecretBox::from_key(&[7u8; 32]).unwrap();
-        let sealed = b.seal(b"secret").unwrap();
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&sealed[3..])
-            .unwrap();
-        for i in [0, NONCE_LEN, raw.len() - 1] {
-            let mut t = raw.clone();
-            t[i] ^= 1;
-            let t = format!(
-                "v1:{}",
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t)
-            );
-            assert!(matches!(b.open(&t), Err(SecretError::Tampered)), "byte {i}");
-        }
-        assert!(matches!(b.open("v1:AAAA"), Err(SecretError::Tampered)));
-        assert!(matches!(b.open("garbage"), Err(SecretError::Tampered)));
-        let other = SecretBox::from_key(&[8u8; 32]).unwrap();
-        assert!(matches!(other.open(&sealed), Err(SecretError::Tampered)));
-        assert!(matches!(
-            SecretBox::from_key(&[1u8; 16]),
-            Err(SecretError::BadKey)
-        ));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn key_file_is_generated_with_mode_0600_and_reused() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let b1 = SecretBox::load_or_create(dir.path(), None).unwrap();
-        let path = dir.path().join(SecretBox::KEY_FILE);
-        let meta = std::fs::metadata(&path).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert_eq!(meta.len(), 32);
-        let sealed = b1.seal(b"x").unwrap();
-        let b2 = SecretBox::load_or_create(dir.path(), None).unwrap();
-        assert_eq!(b2.open(&sealed).unwrap(), b"x");
-    }
-
-    #[test]
-    fn configured_key_wins_over_the_key_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
-        let b = SecretBox::load_or_create(dir.path(), Some(&key)).unwrap();
-        assert!(!dir.path().join(SecretBox::KEY_FILE).exists());
-        let sealed = b.seal(b"y").unwrap();
-        let direct = SecretBox::from_key(&[9u8; 32]).unwrap();
-        assert_eq!(direct.open(&sealed).unwrap(), b"y");
-        assert!(matches!(
-            SecretBox::load_or_create(dir.path(), Some("not base64!")),
-            Err(SecretError::BadKey)
-        ));
     }
 }

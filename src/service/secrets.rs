@@ -2,8 +2,10 @@
 //!
 //! The key is 32 random bytes in `data_dir/secret.key` (mode 0600), created on first start,
 //! or the configured `secret_key` (base64). Sealed values are `v1:` + base64url(nonce ‖
-//! ciphertext ‖ tag) under XChaCha20-Poly1305 with a random 24-byte nonce: the same key file
-//! and format as the OAuth token box of the Google/Graph providers, so both read one key.
+//! ciphertext ‖ tag) under XChaCha20-Poly1305 with a random 24-byte nonce. This is the ONE
+//! box of the crate: the Google/Graph OAuth token manager seals refresh tokens with it too
+//! (re-exported as `providers::oauth::SecretBox`), so one key and one format cover every
+//! credential at rest.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,9 @@ impl std::fmt::Debug for SecretBox {
 }
 
 impl SecretBox {
+    /// The key file's name inside the data directory (same as [`KEY_FILE`]).
+    pub const KEY_FILE: &'static str = KEY_FILE;
+
     /// A box with this 32-byte key.
     pub fn from_key(key: &[u8]) -> Result<Self, SecretError> {
         if key.len() != 32 {
@@ -162,5 +167,55 @@ mod tests {
         assert!(again.open(&bad).is_err());
         let other = SecretBox::from_key(&[7u8; 32]).unwrap();
         assert!(matches!(other.open(&sealed), Err(SecretError::Tampered)));
+    }
+
+    #[test]
+    fn seal_open_round_trip_with_random_nonces() {
+        let b = SecretBox::from_key(&[7u8; 32]).unwrap();
+        let a1 = b.seal(b"1//refresh-token").unwrap();
+        let a2 = b.seal(b"1//refresh-token").unwrap();
+        assert_ne!(a1, a2, "nonces must differ");
+        assert_eq!(b.open(&a1).unwrap(), b"1//refresh-token");
+        assert_eq!(b.open(&a2).unwrap(), b"1//refresh-token");
+    }
+
+    #[test]
+    fn tampering_and_wrong_key_are_detected() {
+        let b = SecretBox::from_key(&[7u8; 32]).unwrap();
+        let sealed = b.seal(b"secret").unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&sealed[3..])
+            .unwrap();
+        for i in [0, NONCE_LEN, raw.len() - 1] {
+            let mut t = raw.clone();
+            t[i] ^= 1;
+            let t = format!(
+                "v1:{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t)
+            );
+            assert!(matches!(b.open(&t), Err(SecretError::Tampered)), "byte {i}");
+        }
+        assert!(matches!(b.open("v1:AAAA"), Err(SecretError::Tampered)));
+        assert!(matches!(b.open("garbage"), Err(SecretError::Tampered)));
+        assert!(matches!(
+            SecretBox::from_key(&[1u8; 16]),
+            Err(SecretError::BadKey)
+        ));
+    }
+
+    #[test]
+    fn configured_key_wins_over_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let (b, created) = SecretBox::load_or_create(dir.path(), Some(&key)).unwrap();
+        assert!(!created);
+        assert!(!dir.path().join(SecretBox::KEY_FILE).exists());
+        let sealed = b.seal(b"y").unwrap();
+        let direct = SecretBox::from_key(&[9u8; 32]).unwrap();
+        assert_eq!(direct.open(&sealed).unwrap(), b"y");
+        assert!(matches!(
+            SecretBox::load_or_create(dir.path(), Some("not base64!")),
+            Err(SecretError::BadKey)
+        ));
     }
 }

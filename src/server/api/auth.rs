@@ -2,14 +2,19 @@
 //! (an app password as `cbt_<user id>_<secret>`), or the dashboard's session cookie.
 //!
 //! Verified Basic credentials are cached for [`CACHE_TTL`] under a SHA-256 of the pair, so
-//! argon2 runs once per client per minute, not per request. Cookie-authenticated requests
+//! argon2 runs once per client per minute, not per request; a cache entry is honoured only
+//! while the user still holds the credential ([`credential_stamp`]), so a password change or a
+//! revoked app password applies at once. Failed Basic, bearer and dashboard logins go through
+//! the same [`Throttle`] as the CardDAV server (delay, then 429 with `Retry-After`; a locked
+//! login is refused before its password is looked at). Cookie-authenticated requests
 //! that change state must carry [`CSRF_HEADER`]: a cross-site form cannot set it.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, Method};
 use base64::Engine as _;
@@ -20,6 +25,7 @@ use super::error::ApiError;
 use super::ApiState;
 use crate::crm::users::AuthMethod;
 use crate::crm::{User, UserId};
+use crate::server::auth::{credential_stamp, still_holds, AuthConfig, AuthError, Throttle};
 
 /// The dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "cb_session";
@@ -48,14 +54,58 @@ pub fn bearer_token(user: UserId, secret: &str) -> String {
     format!("{TOKEN_PREFIX}{user}_{secret}")
 }
 
-/// In-memory sessions and the credential cache (both lost on restart: users log in again).
-#[derive(Default)]
+/// A credential-cache entry: the user, the [`credential_stamp`] it was verified against, and
+/// until when it may be used.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    user: UserId,
+    stamp: [u8; 32],
+    until: Instant,
+}
+
+/// In-memory sessions, the credential cache (both lost on restart: users log in again) and
+/// the login throttle.
 pub struct AuthState {
     sessions: Mutex<HashMap<String, (UserId, Instant)>>,
-    cache: Mutex<HashMap<[u8; 32], (UserId, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    /// Failed-login counters (shared by Basic, bearer and the dashboard login form).
+    pub throttle: Throttle,
+}
+
+impl Default for AuthState {
+    fn default() -> Self {
+        Self::with_config(AuthConfig::default())
+    }
 }
 
 impl AuthState {
+    /// Empty state with these throttle settings.
+    pub fn with_config(config: AuthConfig) -> Self {
+        Self {
+            sessions: Mutex::default(),
+            cache: Mutex::default(),
+            throttle: Throttle::new(config),
+        }
+    }
+    /// Checks the throttle, runs `verify`, records the outcome: the one path every password
+    /// check of the API and the dashboard takes.
+    pub async fn throttled<F, Fut>(
+        &self,
+        login: &str,
+        addr: Option<IpAddr>,
+        verify: F,
+    ) -> Result<Option<(User, AuthMethod)>, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<(User, AuthMethod)>, ApiError>>,
+    {
+        if let Err(AuthError::Locked(left)) = self.throttle.wait_turn(login, addr).await {
+            return Err(ApiError::login_locked(left));
+        }
+        let r = verify().await?;
+        self.throttle.record(login, addr, r.is_some());
+        Ok(r)
+    }
     /// Starts a session; returns its token.
     pub fn create_session(&self, user: UserId) -> String {
         let mut raw = [0u8; 32];
@@ -85,19 +135,52 @@ impl AuthState {
     pub fn clear_cache(&self) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
-    fn cached(&self, k: &[u8; 32]) -> Option<UserId> {
+    fn cached(&self, k: &[u8; 32]) -> Option<(UserId, [u8; 32])> {
         let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         c.get(k)
-            .filter(|(_, exp)| *exp > Instant::now())
-            .map(|(u, _)| *u)
+            .filter(|e| e.until > Instant::now())
+            .map(|e| (e.user, e.stamp))
     }
-    fn remember(&self, k: [u8; 32], user: UserId) {
+    fn forget(&self, k: &[u8; 32]) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(k);
+    }
+    fn remember(&self, k: [u8; 32], user: &User, method: &AuthMethod) {
+        let Some(stamp) = credential_stamp(user, method) else {
+            return;
+        };
         let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if c.len() > 10_000 {
-            c.retain(|_, (_, exp)| *exp > now);
+            c.retain(|_, e| e.until > now);
         }
-        c.insert(k, (user, now + CACHE_TTL));
+        c.insert(
+            k,
+            Cached {
+                user: user.id,
+                stamp,
+                until: now + CACHE_TTL,
+            },
+        );
+    }
+    /// The cached user for `k` when the user still holds the cached credential.
+    async fn cached_user(
+        &self,
+        crm: &crate::crm::Crm,
+        k: &[u8; 32],
+    ) -> Result<Option<User>, ApiError> {
+        let Some((id, stamp)) = self.cached(k) else {
+            return Ok(None);
+        };
+        match crm.get_user(id).await? {
+            Some(u) if still_holds(&u, &stamp) => Ok(Some(u)),
+            _ => {
+                self.forget(k);
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -124,9 +207,18 @@ pub fn session_cookie(parts: &Parts) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// The client's address, when the server was started with connect info.
+pub fn client_addr(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 /// Authenticates a request's parts (shared by the API and the dashboard).
 pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Option<User>, ApiError> {
     let crm = &state.core.crm;
+    let addr = client_addr(parts);
     if let Some(auth) = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -144,17 +236,24 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Option<User
                     "send `Authorization: Basic base64(login:password)`",
                 ));
             };
-            let k = cache_key("basic", login, secret);
-            if let Some(id) = state.auth.cached(&k) {
-                return Ok(crm.get_user(id).await?);
+            // The lock comes first: not even a cached (right) password passes it.
+            if let Err(left) = state.auth.throttle.check(login, addr) {
+                return Err(ApiError::login_locked(left));
             }
-            return match crm.authenticate(login, secret).await? {
-                Some((user, _)) => {
-                    state.auth.remember(k, user.id);
-                    Ok(Some(user))
-                }
-                None => Ok(None),
-            };
+            let k = cache_key("basic", login, secret);
+            if let Some(u) = state.auth.cached_user(crm, &k).await? {
+                return Ok(Some(u));
+            }
+            let checked = state
+                .auth
+                .throttled(login, addr, || async {
+                    Ok(crm.authenticate(login, secret).await?)
+                })
+                .await?;
+            return Ok(checked.map(|(user, method)| {
+                state.auth.remember(k, &user, &method);
+                user
+            }));
         }
         if scheme.eq_ignore_ascii_case("bearer") {
             let token = rest.trim();
@@ -165,24 +264,36 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Option<User
             let Some((id, secret)) = parsed else {
                 return Ok(None);
             };
+            let login = format!("#{id}");
+            if let Err(left) = state.auth.throttle.check(&login, addr) {
+                return Err(ApiError::login_locked(left));
+            }
             let k = cache_key("bearer", &id.to_string(), secret);
-            if let Some(id) = state.auth.cached(&k) {
-                return Ok(crm.get_user(id).await?);
+            if let Some(u) = state.auth.cached_user(crm, &k).await? {
+                return Ok(Some(u));
             }
-            let Some(user) = crm.get_user(id).await? else {
-                return Ok(None);
-            };
-            let secret = secret.to_string();
-            let checked = tokio::task::spawn_blocking(move || {
-                matches!(user.verify(&secret), Some(AuthMethod::AppPassword(_))).then_some(user)
-            })
-            .await
-            .ok()
-            .flatten();
-            if let Some(u) = &checked {
-                state.auth.remember(k, u.id);
-            }
-            return Ok(checked);
+            let checked = state
+                .auth
+                .throttled(&login, addr, || async {
+                    let Some(user) = crm.get_user(id).await? else {
+                        return Ok(None);
+                    };
+                    let secret = secret.to_string();
+                    Ok(
+                        tokio::task::spawn_blocking(move || match user.verify(&secret) {
+                            Some(m @ AuthMethod::AppPassword(_)) => Some((user, m)),
+                            _ => None,
+                        })
+                        .await
+                        .ok()
+                        .flatten(),
+                    )
+                })
+                .await?;
+            return Ok(checked.map(|(user, method)| {
+                state.auth.remember(k, &user, &method);
+                user
+            }));
         }
         return Ok(None);
     }

@@ -24,6 +24,8 @@ pub struct ApiError {
     pub error: String,
     /// What to fix.
     pub error_info: String,
+    /// `Retry-After` seconds (429 after too many failed logins).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -33,6 +35,19 @@ impl ApiError {
             status,
             error: error.into(),
             error_info: fix.into(),
+            retry_after: None,
+        }
+    }
+    /// 429 after too many failed logins, with `Retry-After`.
+    pub fn login_locked(left: std::time::Duration) -> Self {
+        let secs = crate::server::auth::retry_after_secs(left);
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins from this login or address",
+                format!("wait {secs} s (Retry-After) and check the password"),
+            )
         }
     }
     /// 404 for `what` (also used for things the caller may not see).
@@ -104,6 +119,10 @@ impl IntoResponse for ApiError {
             })),
         )
             .into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -152,6 +152,14 @@ async fn handle(st: AppState, req: Request) -> HandlerResult {
     let user = match st.auth.authenticate(&st.crm, req.headers(), addr).await {
         Ok(u) => u,
         Err(AuthError::Crm(e)) => return Err(internal(e)),
+        Err(AuthError::Locked(left)) => {
+            let mut r = empty(StatusCode::TOO_MANY_REQUESTS);
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(auth::retry_after_secs(left)),
+            );
+            return Ok(r);
+        }
         Err(_) => {
             let mut r = empty(StatusCode::UNAUTHORIZED);
             r.headers_mut()

@@ -27,6 +27,10 @@ pub enum Resource {
     Card(String, String, String),
 }
 
+/// The longest path segment (user, collection or card name) accepted, in bytes after
+/// percent-decoding: POSIX `NAME_MAX`, which every client's file-based storage can hold.
+pub const MAX_SEGMENT_LEN: usize = 255;
+
 /// Segments that must be escaped in an href segment: everything but unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -42,6 +46,10 @@ pub fn enc(seg: &str) -> String {
 }
 
 /// Parses a request path or an href (absolute URL or absolute path).
+///
+/// `None` (answered 404) for anything that is not a clean name: `.`/`..`, an encoded `/`, a
+/// control character (NUL, CR, LF, …), percent-escapes that are not UTF-8, or a segment longer
+/// than [`MAX_SEGMENT_LEN`].
 pub fn parse(href: &str) -> Option<Resource> {
     let path = match href.find("://") {
         Some(i) => {
@@ -60,10 +68,13 @@ pub fn parse(href: &str) -> Option<Resource> {
         .map(|s| percent_decode_str(s).decode_utf8().map(|c| c.into_owned()))
         .collect::<Result<_, _>>()
         .ok()?;
-    if segs
-        .iter()
-        .any(|s| s == "." || s == ".." || s.contains('/'))
-    {
+    if segs.iter().any(|s| {
+        s == "."
+            || s == ".."
+            || s.contains('/')
+            || s.len() > MAX_SEGMENT_LEN
+            || s.chars().any(char::is_control)
+    }) {
         return None;
     }
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -125,5 +136,23 @@ mod tests {
         assert_eq!(parse("/dav/addressbooks/a/b/../c"), None);
         assert_eq!(parse("/dav/addressbooks/a/b/c%2Fd"), None);
         assert_eq!(parse("/elsewhere"), None);
+    }
+
+    #[test]
+    fn control_characters_bad_utf8_and_overlong_names_are_refused() {
+        // Regression (issue #8 security_input): `sec%00ret.vcf` was stored as a card name.
+        for bad in [
+            "/dav/addressbooks/a/b/sec%00ret.vcf",
+            "/dav/addressbooks/a/b/x%0d%0aX-Injected:%20yes.vcf",
+            "/dav/addressbooks/a%7f/b/",
+            "/dav/addressbooks/a/b/%ff%fe.vcf",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+        let ok = "n".repeat(MAX_SEGMENT_LEN);
+        assert!(parse(&format!("/dav/addressbooks/a/b/{ok}")).is_some());
+        let long = "n".repeat(MAX_SEGMENT_LEN + 1);
+        assert_eq!(parse(&format!("/dav/addressbooks/a/b/{long}")), None);
+        assert_eq!(parse(&format!("/dav/addressbooks/{long}/b/")), None);
     }
 }

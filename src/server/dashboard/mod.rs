@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use super::api::auth::{authenticate, session_cookie, SESSION_COOKIE};
+use super::api::auth::{authenticate, client_addr, session_cookie, SESSION_COOKIE};
 use super::api::connections::{describe_run, load, status_view};
 use super::api::{auth::Caller, ApiState};
 use crate::crm::visibility::allowed_visibilities;
@@ -108,8 +108,29 @@ pub struct LoginForm {
     password: String,
 }
 
-async fn login(State(st): State<ApiState>, Form(f): Form<LoginForm>) -> Response {
-    match st.core.crm.authenticate(&f.login, &f.password).await {
+async fn login(State(st): State<ApiState>, parts: Parts, Form(f): Form<LoginForm>) -> Response {
+    let addr = client_addr(&parts);
+    let crm = &st.core.crm;
+    let checked = st
+        .auth
+        .throttled(&f.login, addr, || async {
+            Ok(crm.authenticate(&f.login, &f.password).await?)
+        })
+        .await;
+    match checked {
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            let secs = e.retry_after.unwrap_or(1);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, secs.to_string())],
+                page(
+                    "Log in",
+                    None,
+                    &format!("<p class=err>Too many failed logins. Wait {secs} seconds and try again.</p>"),
+                ),
+            )
+                .into_response()
+        }
         Ok(Some((user, _))) => {
             let token = st.auth.create_session(user.id);
             (
