@@ -1,12 +1,20 @@
-//! Benchmark of the CardDAV client's pull against a live Xandikos with 10,000 cards, in one run:
+//! Benchmark of the CardDAV client's pull against a live Xandikos 0.4 with 10,000 cards, in one run:
 //! our initial pull vs a bare `sync-collection` + `addressbook-multiget` fetch done here with
 //! plain reqwest (target ≤ 1.25×), vs vdirsyncer 0.21 syncing the same book into a filesystem
 //! vdir (target ≥ 3× faster), and the number of requests of a pull with no changes (target 1).
+//!
+//! The corpus is benches/common/corpus.rs (shared with the other benches); Xandikos is filled by
+//! one git commit (benches/common/fill.rs) and checked to serve every card before timing. The
+//! three contenders run alternately, `REPS` times (default 5); medians with min and max.
 //!
 //! Run: `cargo bench --bench carddav_pull` (env `CARDS=N` for another size). Figures go to
 //! `docs/BENCHMARKS.md`, section "CardDAV client pull".
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/corpus.rs"]
+mod corpus;
+#[path = "common/fill.rs"]
+mod fill;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -17,33 +25,7 @@ use cardbridge::dav::names;
 use cardbridge::dav::sync_collection::SyncCollection;
 use cardbridge::providers::carddav::{Auth, CarddavProvider, Profile};
 use cardbridge::providers::{Provider, RemoteChange};
-use futures::StreamExt as _;
 use url::Url;
-
-fn card(i: usize) -> String {
-    format!("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:bench-{i:05}\r\nN:Person{i};Bench;;;\r\nFN:Bench Person{i}\r\nEMAIL;TYPE=INTERNET,WORK:bench{i}@example.com\r\nTEL;TYPE=CELL:+1555{i:07}\r\nORG:Example Corp;Sales\r\nADR;TYPE=WORK:;;{i} Main St;Springfield;;12345;USA\r\nNOTE:Benchmark card number {i}\r\nEND:VCARD\r\n")
-}
-
-async fn populate(book: &str, n: usize) {
-    let client = reqwest::Client::new();
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let client = client.clone();
-            async move {
-                let r = client
-                    .put(format!("{book}bench-{i:05}.vcf"))
-                    .header("content-type", "text/vcard; charset=utf-8")
-                    .body(card(i))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(r.status().is_success(), "{}", r.status());
-            }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
-}
 
 /// Our provider: initial pull to completion; returns (time, cards, requests).
 async fn ours(root: &str, book: &str) -> (Duration, usize, u64, Option<String>, CarddavProvider) {
@@ -147,37 +129,86 @@ fn vdirsyncer(book: &str) -> (Duration, usize) {
     (t, n)
 }
 
+/// Median, min and max of some durations.
+fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn fmt((med, min, max): (Duration, Duration, Duration)) -> String {
+    format!(
+        "{:.2} s (min {:.2}, max {:.2})",
+        med.as_secs_f64(),
+        min.as_secs_f64(),
+        max.as_secs_f64()
+    )
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else to parse.
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and runs it small.
     let n: usize = std::env::var("CARDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
+    let reps: usize = std::env::var("REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let x = support::Xandikos::start();
     let book = x.addressbook_url.clone();
     let t0 = Instant::now();
-    rt.block_on(populate(&book, n));
-    eprintln!("populated {n} cards in {:.1?}", t0.elapsed());
+    let cards = corpus::cards(n);
+    fill::xandikos(&x, &cards);
+    let served = rt.block_on(fill::count_served(&reqwest::Client::new(), &book, None));
+    assert_eq!(served, n, "Xandikos serves {served} of {n} cards");
+    eprintln!(
+        "Xandikos filled with {n} cards (one git commit) in {:.1?}",
+        t0.elapsed()
+    );
 
-    // Warm the server once (git object cache), then measure.
+    // Warm the server once (git object cache), then alternate the contenders so that load
+    // changes on the shared machine hit all of them alike.
     let _ = rt.block_on(bare(&book));
-    let (t_bare, n_bare) = rt.block_on(bare(&book));
-    let (t_ours, n_ours, reqs, cursor, p) = rt.block_on(ours(&x.url, &book));
-    assert_eq!(n_bare, n);
-    assert_eq!(n_ours, n);
+    let (mut t_bare, mut t_ours, mut t_vds) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = None;
+    for rep in 0..reps {
+        let (t, got) = rt.block_on(bare(&book));
+        assert_eq!(got, n);
+        t_bare.push(t);
+        let (t, got, reqs, cursor, p) = rt.block_on(ours(&x.url, &book));
+        assert_eq!(got, n);
+        t_ours.push(t);
+        let (t, got) = vdirsyncer(&book);
+        assert_eq!(got, n, "vdirsyncer synced every card");
+        t_vds.push(t);
+        eprintln!(
+            "rep {rep}: bare {:.2?}, cardbridge {:.2?} ({reqs} requests), vdirsyncer {:.2?}",
+            t_bare[rep], t_ours[rep], t_vds[rep]
+        );
+        last = Some((reqs, cursor, p));
+    }
+    let (reqs, cursor, p) = last.unwrap();
     let before = p.client().request_count();
     let page = rt.block_on(p.pull(&book, cursor.as_deref())).unwrap();
     assert!(page.changes.is_empty() && page.complete);
     let nochange = p.client().request_count() - before;
-    let (t_vds, n_vds) = vdirsyncer(&book);
-    assert_eq!(n_vds, n, "vdirsyncer synced every card");
 
-    let ratio_bare = t_ours.as_secs_f64() / t_bare.as_secs_f64();
-    let ratio_vds = t_vds.as_secs_f64() / t_ours.as_secs_f64();
-    println!("CardDAV client pull, Xandikos, {n} cards");
-    println!("  bare sync-collection + multiget: {:>8.2?}", t_bare);
-    println!("  cardbridge initial pull:         {:>8.2?}  ({reqs} requests, {ratio_bare:.2}x bare; target <= 1.25x)", t_ours);
-    println!("  vdirsyncer 0.21 sync to a vdir:  {:>8.2?}  (cardbridge is {ratio_vds:.1}x faster; target >= 3x)", t_vds);
-    println!("  no-change pull:                  {nochange} request(s) (target 1)");
+    let (b, o, v) = (stats(t_bare), stats(t_ours), stats(t_vds));
+    let ratio_bare = o.0.as_secs_f64() / b.0.as_secs_f64();
+    let ratio_vds = v.0.as_secs_f64() / o.0.as_secs_f64();
+    println!("CardDAV client pull, Xandikos 0.4, {n} cards, median of {reps} (min, max)");
+    println!("| | time | |");
+    println!("|---|---|---|");
+    println!("| bare sync-collection + multiget | {} | |", fmt(b));
+    println!(
+        "| cardbridge initial pull ({reqs} requests) | {} | {ratio_bare:.2}× bare (target ≤ 1.25×) |",
+        fmt(o)
+    );
+    println!(
+        "| vdirsyncer 0.21 → vdir | {} | cardbridge {ratio_vds:.1}× faster (target ≥ 3×) |",
+        fmt(v)
+    );
+    println!("| no-change pull | {nochange} request(s) | target 1 |");
 }

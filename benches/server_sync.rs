@@ -1,29 +1,37 @@
 //! CardDAV server benchmark: a client's initial full sync (sync-collection, then
-//! addressbook-multiget in batches of 100) and a no-change sync against our server, Radicale
-//! and Xandikos serving the same 10,000 cards, in one run. Our server runs in a child process
-//! (this binary re-executed) so that its peak RSS (VmHWM) can be read from /proc.
+//! addressbook-multiget in batches of 100) and a no-change sync against our server, Radicale 3.9
+//! and Xandikos 0.4 serving the same 10,000 cards (benches/common/corpus.rs: realistic Apple-shaped
+//! vCard 3.0, non-ASCII names, 10% with a photo), in one run.
+//!
+//! - **Ours** is the real `cardbridge serve` binary on a fresh data directory, filled through
+//!   its CardDAV server with parallel PUTs (the upload is timed), then stopped with SIGTERM and
+//!   started again on the same data, so the peak RSS (VmHWM from /proc) read at the end is that
+//!   of a process serving 10,000 persons. The VmHWM of the loading process is reported too.
+//! - **Radicale** and **Xandikos** are filled straight into their storage (benches/common/fill.rs).
+//! - Every server must answer an initial sync-collection with all the cards before timing.
+//! - The servers run alternately, `REPS` times (default 5) after one warm-up; medians with min
+//!   and max.
 //!
 //! Run: `CARDBRIDGE_PEERS=… cargo bench --bench server_sync` (env `BENCH_CARDS` changes the
 //! count). Prints a Markdown table for docs/BENCHMARKS.md.
 #![allow(clippy::unwrap_used, dead_code)]
 
-#[path = "../tests/server_support/mod.rs"]
-mod server_support;
+#[path = "common/corpus.rs"]
+mod corpus;
+#[path = "common/fill.rs"]
+mod fill;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use base64::Engine as _;
 use cardbridge::dav::multiget::AddressbookMultiget;
 use cardbridge::dav::names;
 use cardbridge::dav::sync_collection::SyncCollection;
-use cardbridge::server::{app, AppState, ServerConfig};
-use tower::ServiceExt;
+use futures::StreamExt as _;
 
 fn cards() -> usize {
     std::env::var("BENCH_CARDS")
@@ -32,12 +40,12 @@ fn cards() -> usize {
         .unwrap_or(10_000)
 }
 
-fn card(i: usize) -> String {
-    format!(
-        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:bench-{i}\r\nFN:Person {i} Example\r\nN:Example;Person {i};;;\r\nEMAIL;TYPE=work:person{i}@example.com\r\nTEL;TYPE=cell:+1 555 {:04}\r\nORG:Company {}\r\nTITLE:Engineer\r\nNOTE:Bench card number {i} with a little text to look like a real note.\r\nX-CUSTOM:{i}\r\nEND:VCARD\r\n",
-        i % 10_000,
-        i % 97
-    )
+fn reps() -> usize {
+    std::env::var("REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1)
 }
 
 fn basic(user: &str, pw: &str) -> String {
@@ -47,45 +55,85 @@ fn basic(user: &str, pw: &str) -> String {
     )
 }
 
-/// Child mode: load the cards into our server, serve on loopback, print the port, run until
-/// stdin closes.
-fn child() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let crm = server_support::crm().await;
-        crm.create_user(server_support::user("alice", "alicepw", None))
-            .await
-            .unwrap();
-        let state = AppState::new(crm, ServerConfig::default());
-        let router = app(state);
-        let auth = basic("alice", "alicepw");
-        for i in 0..cards() {
-            let req = http::Request::put(format!("/dav/addressbooks/alice/persons/bench-{i}.vcf"))
-                .header("Authorization", &auth)
-                .header("Content-Type", "text/vcard")
-                .body(Body::from(card(i)))
-                .unwrap();
-            let r = router.clone().oneshot(req).await.unwrap();
-            assert_eq!(r.status(), http::StatusCode::CREATED);
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("PORT {}", listener.local_addr().unwrap().port());
-        std::io::stdout().flush().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
-        tokio::task::spawn_blocking(|| {
-            let mut s = String::new();
-            while std::io::stdin().read_line(&mut s).unwrap_or(0) > 0 {}
-        })
-        .await
+const ADMIN_PASSWORD: &str = "bench-admin-pw";
+
+/// Starts `cardbridge serve` on `data` and waits until it listens.
+fn serve(data: &std::path::Path, log: &std::path::Path) -> (support::ChildGuard, u16) {
+    let port = support::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cardbridge"));
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data")
+        .arg(data)
+        .env("CARDBRIDGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("CARDBRIDGE_LOG", "warn")
+        .env_remove("CARDBRIDGE_CONFIG")
+        .env_remove("CARDBRIDGE_LISTEN")
+        .env_remove("CARDBRIDGE_DATA");
+    let mut guard = support::ChildGuard::spawn("cardbridge serve", cmd, log);
+    guard
+        .wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(60),
+        )
         .unwrap();
-    });
+    (guard, port)
+}
+
+/// SIGTERM, then wait (up to 60 s) until the process has exited (zombie or gone).
+fn stop(guard: support::ChildGuard) {
+    let pid = guard.id();
+    let st = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if status.is_empty() || status.contains("State:\tZ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cardbridge serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(guard);
+}
+
+/// PUTs every card into `collection`, 8 at a time; returns the elapsed time.
+async fn upload(
+    client: &reqwest::Client,
+    collection: &str,
+    auth: &str,
+    cards: &[String],
+) -> Duration {
+    let start = Instant::now();
+    futures::stream::iter(cards.iter().enumerate())
+        .map(|(i, card)| {
+            let client = client.clone();
+            async move {
+                let r = client
+                    .put(format!("{collection}{}", corpus::file_name(i)))
+                    .header("Authorization", auth)
+                    .header("Content-Type", "text/vcard; charset=utf-8")
+                    .header("If-None-Match", "*")
+                    .body(card.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                assert!(
+                    status.is_success(),
+                    "PUT card {i}: {status} {}",
+                    r.text().await.unwrap_or_default()
+                );
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    start.elapsed()
 }
 
 struct Target {
@@ -155,100 +203,60 @@ fn vm_hwm_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+/// Median, min and max.
+fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     v.sort();
-    v[v.len() / 2]
+    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn ms((med, min, max): (Duration, Duration, Duration)) -> String {
+    format!(
+        "{:.1} ms ({:.1}–{:.1})",
+        med.as_secs_f64() * 1e3,
+        min.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    )
 }
 
 fn main() {
-    if std::env::var_os("CB_BENCH_CHILD").is_some() {
-        return child();
-    }
-    // `cargo bench` passes --bench; `cargo test --benches` builds and runs it with no count.
+    // `cargo bench` passes --bench; `cargo test --benches` builds and runs it with --test: skip.
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
     let n = cards();
-    eprintln!("loading {n} cards …");
-    // Our server, in a child process.
-    let t0 = Instant::now();
-    let mut ours = Command::new(std::env::current_exe().unwrap())
-        .env("CB_BENCH_CHILD", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(ours.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
-    eprintln!("ours loaded in {:?}", t0.elapsed());
-
-    // Radicale: the cards written into its collection folder (its filesystem storage reads them).
-    let radicale = support::Radicale::start();
-    let rbook = radicale.new_addressbook("contacts");
-    let rdir = radicale.data_dir.join("collection-root/alice/contacts");
-    assert!(rdir.is_dir(), "{}", rdir.display());
-    for i in 0..n {
-        std::fs::write(rdir.join(format!("bench-{i}.vcf")), card(i)).unwrap();
-    }
-    // Xandikos: the cards committed into its address book's git repository.
-    let xandikos = support::Xandikos::start();
-    let client = reqwest::Client::new();
+    let reps = reps();
+    let corpus = corpus::cards(n);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    // Touch the address book so that --defaults creates it.
-    rt.block_on(async {
-        client
-            .request(
-                reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
-                &xandikos.addressbook_url,
-            )
-            .header("Depth", "0")
-            .header("Content-Type", "application/xml")
-            .body("<propfind xmlns=\"DAV:\"><prop><getetag/></prop></propfind>")
-            .send()
-            .await
-            .unwrap();
-    });
-    let xdir = xandikos.data_dir.join("alice/contacts/addressbook");
-    assert!(xdir.join(".git").exists(), "{}", xdir.display());
-    for i in 0..n {
-        std::fs::write(xdir.join(format!("bench-{i}.vcf")), card(i)).unwrap();
-    }
-    git(&xdir, &["add", "-A"]);
-    git(
-        &xdir,
-        &[
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=b@x",
-            "commit",
-            "-q",
-            "-m",
-            "bench cards",
-        ],
+    let client = reqwest::Client::new();
+    let admin = basic("admin", ADMIN_PASSWORD);
+
+    // Our server: the real binary, filled over CardDAV, then restarted on the same data.
+    let dir = tempfile::Builder::new()
+        .prefix("cb-bench-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    let (guard, port) = serve(&data, &dir.path().join("load.log"));
+    let collection = format!("http://127.0.0.1:{port}/dav/addressbooks/admin/persons/");
+    let t_upload = rt.block_on(upload(&client, &collection, &admin, &corpus));
+    let load_hwm = vm_hwm_mb(guard.id());
+    eprintln!(
+        "cardbridge: uploaded {n} cards by PUT (8 parallel) in {t_upload:.1?}, VmHWM {load_hwm:?} MB"
     );
+    stop(guard);
+    let (ours, port) = serve(&data, &dir.path().join("serve.log"));
+    let after_start_hwm = vm_hwm_mb(ours.id());
+
+    let radicale = support::Radicale::start();
+    let rbook = fill::radicale(&radicale, "contacts", &corpus);
+    let xandikos = support::Xandikos::start();
+    fill::xandikos(&xandikos, &corpus);
 
     let targets = [
         Target {
             name: "cardbridge",
-            collection: format!("http://127.0.0.1:{port}/dav/addressbooks/alice/persons/"),
-            auth: Some(basic("alice", "alicepw")),
+            collection: format!("http://127.0.0.1:{port}/dav/addressbooks/admin/persons/"),
+            auth: Some(admin.clone()),
             pid: ours.id(),
         },
         Target {
@@ -264,39 +272,61 @@ fn main() {
             pid: xandikos.pid(),
         },
     ];
-    let mut rows = Vec::new();
+    let mut init: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
+    let mut none: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
     rt.block_on(async {
         for t in &targets {
-            // One warm-up (servers build caches/indexes on first use), then measured runs.
+            let served = fill::count_served(&client, &t.collection, t.auth.as_deref()).await;
+            assert_eq!(served, n, "{} serves {served} of {n} cards", t.name);
+            // One warm-up (servers build caches and indexes on first use).
             let (_, got, _) = initial_sync(&client, t).await;
             assert_eq!(got, n, "{} served {got} of {n} cards", t.name);
-            let runs = if t.name == "cardbridge" { 5 } else { 2 };
-            let mut init = Vec::new();
-            let mut none = Vec::new();
-            for _ in 0..runs {
-                let (d, _, token) = initial_sync(&client, t).await;
-                init.push(d);
-                none.push(no_change_sync(&client, t, &token).await);
+        }
+        for rep in 0..reps {
+            for (k, t) in targets.iter().enumerate() {
+                let (d, got, token) = initial_sync(&client, t).await;
+                assert_eq!(got, n, "{}", t.name);
+                init[k].push(d);
+                none[k].push(no_change_sync(&client, t, &token).await);
+                eprintln!(
+                    "rep {rep} {}: initial {d:.2?}, no-change {:.2?}",
+                    t.name, none[k][rep]
+                );
             }
-            let (i, z) = (median(init), median(none));
-            eprintln!("{}: initial {:?}, no-change {:?}", t.name, i, z);
-            rows.push((t.name, i, z, vm_hwm_mb(t.pid)));
         }
     });
-    drop(ours.stdin.take());
-    let _ = ours.wait();
-    let ours_init = rows[0].1.as_secs_f64();
+    let rows: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(k, t)| {
+            (
+                t.name,
+                stats(init[k].clone()),
+                stats(none[k].clone()),
+                vm_hwm_mb(t.pid),
+            )
+        })
+        .collect();
+    stop(ours);
+    let ours_init = rows[0].1 .0.as_secs_f64();
+    println!("{n} cards, median of {reps} runs (min–max)\n");
     println!("| server | initial full sync | no-change sync | no-change / initial | ours faster by | peak RSS (VmHWM) |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, i, z, rss) in &rows {
         println!(
-            "| {name} | {:.1} ms | {:.2} ms | 1/{:.0} | {:.1}× | {} |",
-            i.as_secs_f64() * 1e3,
-            z.as_secs_f64() * 1e3,
-            i.as_secs_f64() / z.as_secs_f64().max(1e-9),
-            i.as_secs_f64() / ours_init,
+            "| {name} | {} | {} | 1/{:.0} | {:.1}× | {} |",
+            ms(*i),
+            ms(*z),
+            i.0.as_secs_f64() / z.0.as_secs_f64().max(1e-9),
+            i.0.as_secs_f64() / ours_init,
             rss.map(|r| format!("{r:.0} MB"))
                 .unwrap_or_else(|| "n/a".into())
         );
     }
+    println!(
+        "\ncardbridge serve: upload of {n} cards by PUT (8 in parallel) {:.1} s; VmHWM of the loading process {}; after restart on the same data, before the syncs {}",
+        t_upload.as_secs_f64(),
+        load_hwm.map(|r| format!("{r:.0} MB")).unwrap_or_else(|| "n/a".into()),
+        after_start_hwm.map(|r| format!("{r:.0} MB")).unwrap_or_else(|| "n/a".into()),
+    );
 }

@@ -1059,3 +1059,175 @@ async fn mkcol_custom_collections_hold_what_was_created_in_them() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+/// GET without a version in `Accept` serves the default representation: a card a client wrote
+/// comes back as written (Apple writes 3.0 and reads it back; Radicale likewise serves the stored
+/// file), a person made in the CRM as vCard 4. `Content-Type` names the version served, and
+/// `Accept` with a version converts.
+#[tokio::test]
+async fn get_without_accept_serves_the_stored_version_else_vcard_4() {
+    let t = T::new().await;
+    assert_eq!(
+        t.put("alice", "ada.vcf", CARD3).await.status,
+        StatusCode::CREATED
+    );
+    let alice = t.crm.user_by_login("alice").await.unwrap().unwrap();
+    let p = t
+        .crm
+        .create_person(
+            PersonFields {
+                name: "Grace Hopper".into(),
+                ..Default::default()
+            },
+            Acl {
+                owner_id: alice.id,
+                followers: vec![],
+                visible_to: Visibility::OwnerFollowers,
+            },
+        )
+        .await
+        .unwrap();
+    let crm_card = format!("/dav/addressbooks/alice/persons/crm-{}.vcf", p.id);
+    let ct = |r: &Resp| r.headers["content-type"].to_str().unwrap().to_string();
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("text/vcard"),
+        Some("text/vcard, */*;q=0.1"),
+    ] {
+        let h: Vec<(&str, &str)> = accept.map(|a| vec![("Accept", a)]).unwrap_or_default();
+        let g = t
+            .req(
+                "alice",
+                "GET",
+                "/dav/addressbooks/alice/persons/ada.vcf",
+                &h,
+                "",
+            )
+            .await;
+        assert_eq!(g.text(), CARD3, "{accept:?}");
+        assert!(ct(&g).contains("version=3.0"), "{accept:?}: {}", ct(&g));
+        let g = t.req("alice", "GET", &crm_card, &h, "").await;
+        assert_eq!(g.status, StatusCode::OK);
+        assert!(g.text().contains("VERSION:4.0"), "{accept:?}: {}", g.text());
+        assert!(g.text().contains("FN:Grace Hopper"));
+        assert!(ct(&g).contains("version=4.0"), "{accept:?}: {}", ct(&g));
+    }
+    // Asked for 3.0, the CRM person converts, under its own ETag.
+    let plain = t.req("alice", "GET", &crm_card, &[], "").await;
+    let g3 = t
+        .req(
+            "alice",
+            "GET",
+            &crm_card,
+            &[("Accept", "text/vcard; version=3.0")],
+            "",
+        )
+        .await;
+    assert!(g3.text().contains("VERSION:3.0"), "{}", g3.text());
+    assert!(ct(&g3).contains("version=3.0"));
+    assert_ne!(g3.etag(), plain.etag());
+}
+
+/// A sync-collection REPORT that asks for `CARDDAV:address-data` gets the card bodies inline,
+/// in the requested version and under that representation's ETag, on the initial and on an
+/// incremental sync; a removal stays a bare 404; an unsupported type is refused.
+#[tokio::test]
+async fn sync_collection_returns_address_data_when_asked() {
+    use cardbridge::dav::address_data::AddressDataRequest;
+    let t = T::new().await;
+    assert_eq!(
+        t.put("alice", "ada.vcf", CARD3).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        t.put("alice", "bob.vcf", &card("u-2", "Bob Beta"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let sync = |token: Option<String>, version: Option<&str>, ct: Option<&str>| {
+        let mut sc = SyncCollection::new(token.as_deref(), &[names::GETETAG]);
+        sc.address_data = Some(AddressDataRequest {
+            content_type: ct.map(str::to_string),
+            version: version.map(str::to_string),
+            props: None,
+        });
+        sc.build_request("/dav/addressbooks/alice/persons/")
+            .unwrap()
+    };
+    let data = |c: &cardbridge::dav::sync_collection::SyncChange| {
+        c.response
+            .prop(&names::ADDRESS_DATA)
+            .map(|e| e.text.clone())
+            .unwrap_or_default()
+    };
+    // Initial sync, default representation: each card as stored, ETag = GET's ETag.
+    let r = t.dav("alice", sync(None, None, None)).await;
+    assert_eq!(r.status, StatusCode::MULTI_STATUS, "{}", r.text());
+    let s = SyncCollection::parse_response(&r.body).unwrap();
+    assert_eq!(s.changed.len(), 2);
+    for c in &s.changed {
+        let g = t.req("alice", "GET", &c.href, &[], "").await;
+        assert_eq!(data(c), g.text(), "{}", c.href);
+        assert_eq!(c.etag.as_deref(), Some(g.etag().as_str()));
+    }
+    // Asked for 4.0: the 3.0 card converts, with the 4.0 representation's ETag.
+    let r = t.dav("alice", sync(None, Some("4.0"), None)).await;
+    let s = SyncCollection::parse_response(&r.body).unwrap();
+    let ada = s
+        .changed
+        .iter()
+        .find(|c| c.href.ends_with("ada.vcf"))
+        .unwrap();
+    assert!(data(ada).contains("VERSION:4.0"), "{}", data(ada));
+    assert!(data(ada).contains("X-FAVOURITE-ENGINE:analytical"));
+    let g4 = t
+        .req(
+            "alice",
+            "GET",
+            &ada.href,
+            &[("Accept", "text/vcard; version=4.0")],
+            "",
+        )
+        .await;
+    assert_eq!(ada.etag.as_deref(), Some(g4.etag().as_str()));
+    // Incremental: the changed card comes with its new body, the removed one as a bare 404.
+    let token = s.new_token.clone();
+    let r = t
+        .put(
+            "alice",
+            "bob.vcf",
+            &card("u-2", "Bob Beta").replace("FN:Bob Beta", "FN:Bob Gamma"),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text());
+    t.req(
+        "alice",
+        "DELETE",
+        "/dav/addressbooks/alice/persons/ada.vcf",
+        &[],
+        "",
+    )
+    .await;
+    let r = t.dav("alice", sync(token, None, None)).await;
+    let s = SyncCollection::parse_response(&r.body).unwrap();
+    assert_eq!(s.changed.len(), 1, "{}", r.text());
+    assert!(data(&s.changed[0]).contains("FN:Bob Gamma"));
+    assert_eq!(
+        s.removed,
+        vec!["/dav/addressbooks/alice/persons/ada.vcf".to_string()]
+    );
+    // Without address-data, no bodies (what vdirsyncer and our client ask).
+    let plain = t.sync("alice", None, None).await;
+    assert!(plain.changed.iter().all(|c| data(c).is_empty()));
+    // An address-data type we cannot produce is refused with its precondition.
+    let r = t
+        .dav("alice", sync(None, None, Some("application/vcard+json")))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(body_has_precondition(
+        &r.body,
+        &names::PRE_SUPPORTED_ADDRESS_DATA
+    ));
+}

@@ -5,6 +5,7 @@
 
 use http::{HeaderValue, StatusCode};
 
+use super::address_data::{AddressDataRequest, ReportProps};
 use super::error::{DavError, Precondition};
 use super::multistatus::{Multistatus, Response};
 use super::names::{self, QName};
@@ -29,8 +30,11 @@ pub struct SyncCollection {
     pub sync_level: SyncLevel,
     /// RFC 6578 §6.4 `DAV:limit/DAV:nresults`.
     pub limit: Option<u32>,
-    /// Properties to return for changed members.
+    /// Properties to return for changed members (other than `address-data`).
     pub props: Vec<QName>,
+    /// RFC 6352 §10.4 `CARDDAV:address-data` among the requested properties: the card bodies
+    /// come back inline (Apple clients and DAVx5 may ask for them in the sync itself).
+    pub address_data: Option<AddressDataRequest>,
     /// Depth header to send; RFC 6578 §3.2 says 0 (absent), Google's CardDAV wants `1`.
     pub depth: Option<Depth>,
 }
@@ -43,6 +47,7 @@ impl SyncCollection {
             sync_level: SyncLevel::One,
             limit: None,
             props: props.to_vec(),
+            address_data: None,
             depth: None,
         }
     }
@@ -66,7 +71,13 @@ impl SyncCollection {
                     .with_child(Element::new(&names::NRESULTS).with_text(n.to_string())),
             );
         }
-        root.push(Element::new(&names::PROP).with_children(self.props.iter().map(Element::new)));
+        root.push(
+            ReportProps {
+                props: self.props.clone(),
+                address_data: self.address_data.clone(),
+            }
+            .to_prop(),
+        );
         root
     }
 
@@ -114,15 +125,16 @@ impl SyncCollection {
                     })?)
                 }
             };
-        let props = root
-            .child(&names::PROP)
-            .map(|p| p.children.iter().map(Element::qname).collect())
-            .unwrap_or_default();
+        let ReportProps {
+            props,
+            address_data,
+        } = ReportProps::from_prop(root.child(&names::PROP));
         Ok(Self {
             sync_token: token,
             sync_level,
             limit,
             props,
+            address_data,
             depth: Some(depth),
         })
     }
@@ -273,6 +285,31 @@ mod tests {
         let back = SyncCollection::parse_request(None, req.body().as_bytes()).unwrap();
         req.depth = Some(Depth::Zero);
         assert_eq!(back, req);
+    }
+
+    #[test]
+    fn address_data_is_kept_apart_from_the_other_props() {
+        let body = concat!(
+            r#"<d:sync-collection xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:carddav">"#,
+            "<d:sync-token/><d:sync-level>1</d:sync-level>",
+            r#"<d:prop><d:getetag/><c:address-data content-type="text/vcard" version="4.0"/></d:prop>"#,
+            "</d:sync-collection>"
+        );
+        let req = SyncCollection::parse_request(None, body.as_bytes()).unwrap();
+        assert_eq!(req.props, vec![names::GETETAG]);
+        let ad = req.address_data.clone().unwrap();
+        assert_eq!(ad.version.as_deref(), Some("4.0"));
+        // And the client half writes it back so that the server half reads the same request.
+        let back = SyncCollection::parse_request(None, req.body().as_bytes()).unwrap();
+        assert_eq!(back, req);
+        let plain = SyncCollection::parse_request(
+            None,
+            SyncCollection::new(None, &[names::GETETAG])
+                .body()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(plain.address_data.is_none());
     }
 
     #[test]

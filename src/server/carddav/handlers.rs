@@ -17,7 +17,7 @@ use super::{ALLOW, DAV_CLASSES};
 use crate::crm::mapping::{card_to_fields, fields_to_card};
 use crate::crm::visibility::allowed_visibilities;
 use crate::crm::{access, Acl, CrmError, Person, PersonId, User};
-use crate::dav::address_data::AddressDataRequest;
+use crate::dav::address_data::{AddressDataRequest, ReportProps};
 use crate::dav::error::{DavError, Precondition};
 use crate::dav::mkcol::Mkcol;
 use crate::dav::multiget::AddressbookMultiget;
@@ -38,6 +38,10 @@ use crate::vcard::{self, VCardEntry, VCardProperty, VCardValue, VCardVersion};
 const MAX_XML_BODY: usize = 10 * 1024 * 1024;
 /// RFC 6352 §5.1 content type of cards we serve.
 const VCARD_CONTENT_TYPE: &str = "text/vcard; charset=utf-8";
+/// RFC 6350 §10.1 `text/vcard` with its `version` parameter, for a vCard 3.0 body.
+const VCARD_CONTENT_TYPE_V3: &str = "text/vcard; charset=utf-8; version=3.0";
+/// Likewise for a vCard 4.0 body.
+const VCARD_CONTENT_TYPE_V4: &str = "text/vcard; charset=utf-8; version=4.0";
 /// The display name of the built-in collection.
 const PERSONS_DISPLAYNAME: &str = "CRM persons";
 
@@ -251,10 +255,24 @@ fn etag(pid: PersonId, version: u64) -> String {
     format!("\"{pid}-{version}\"")
 }
 
+/// One page of a sync-collection answer, before rendering.
+struct SyncPage {
+    /// Present members (person, version), in answer order.
+    changed: Vec<(PersonId, u64)>,
+    /// Removed (or no longer visible) members.
+    removed: Vec<PersonId>,
+    /// Whether the page stops short of the end (RFC 6578 §3.6).
+    truncated: bool,
+    /// The token of the answer.
+    token: String,
+}
+
 /// A rendered card.
 struct Rendered {
     text: String,
     etag: String,
+    /// The vCard version of `text`.
+    version: V,
 }
 
 impl<'a> Cx<'a> {
@@ -320,6 +338,7 @@ impl<'a> Cx<'a> {
                 return Rendered {
                     text: s.text.clone(),
                     etag: tag,
+                    version: v,
                 };
             }
         }
@@ -336,7 +355,11 @@ impl<'a> Cx<'a> {
             V::V3 => vcard::write_v3(&card),
             V::V4 => vcard::write_v4(&card),
         };
-        Rendered { text, etag: tag }
+        Rendered {
+            text,
+            etag: tag,
+            version: v,
+        }
     }
 
     async fn render_person(&self, p: &Person, want: Option<V>) -> Result<Rendered, DavError> {
@@ -873,41 +896,14 @@ impl<'a> Cx<'a> {
 
     async fn sync_collection(&self, slug: &str, coll: u64, body: &[u8]) -> HandlerResult {
         let sc = SyncCollection::parse_request(self.headers.get(names::HEADER_DEPTH), body)?;
+        // Checked before anything else: an unsupported address-data type is the whole answer.
+        let want = Self::want_version(sc.address_data.as_ref())?;
         let state = self.data().catch_up(&self.user).await?;
         let ctag = state.ctags.get(&coll).copied().unwrap_or(Pos {
             seq: state.caught_up,
             pid: u64::MAX,
         });
         let limit = sc.limit.map(|l| (l as usize).max(1));
-        let request_uri = paths::collection(self.login(), slug);
-        let names_map_needed = true;
-        let names_map = if names_map_needed {
-            self.data().names_in(self.user.id, coll).await?
-        } else {
-            HashMap::new()
-        };
-        let href_of = |pid: PersonId| {
-            let name = names_map
-                .get(&pid)
-                .cloned()
-                .unwrap_or_else(|| data::default_name(pid));
-            paths::card(self.login(), slug, &name)
-        };
-        let respond = |pid: PersonId, ver: u64| -> DavResponse {
-            let tag = etag(pid, ver);
-            let found: Vec<Element> = sc
-                .props
-                .iter()
-                .filter_map(|n| self.card_prop(n, &tag, true))
-                .collect();
-            let missing: Vec<QName> = sc
-                .props
-                .iter()
-                .filter(|n| self.card_prop(n, &tag, true).is_none())
-                .cloned()
-                .collect();
-            DavResponse::with_props(href_of(pid), found, &missing)
-        };
         let token = match &sc.sync_token {
             None => None,
             Some(t) => match data::parse_token(t) {
@@ -927,9 +923,8 @@ impl<'a> Cx<'a> {
                 {
                     return Err(invalid_token_error("sync token is ahead of this view"));
                 }
-                return self
-                    .sync_changes(&request_uri, coll, p, limit, &respond)
-                    .await;
+                let page = self.sync_changes(coll, p, limit).await?;
+                return self.sync_answer(slug, coll, &sc, want, page).await;
             }
         };
         // Initial listing (or its continuation) from the snapshot.
@@ -948,26 +943,30 @@ impl<'a> Cx<'a> {
                 truncated = true;
                 break;
             }
-            changed.push(respond(*pid, *ver));
+            changed.push((*pid, *ver));
             last = *pid;
         }
-        let new_token = if truncated {
+        let token = if truncated {
             data::initial_token(resume, last)
         } else {
             resume.token()
         };
-        let ms = render_response(&request_uri, changed, &[], truncated, &new_token);
-        Ok(to_axum(ms.to_response()))
+        let page = SyncPage {
+            changed,
+            removed: Vec::new(),
+            truncated,
+            token,
+        };
+        self.sync_answer(slug, coll, &sc, want, page).await
     }
 
+    /// The changes after `from`: each person once, in first-seen order, with its final state.
     async fn sync_changes(
         &self,
-        request_uri: &str,
         coll: u64,
         from: Pos,
         limit: Option<usize>,
-        respond: &(dyn Fn(PersonId, u64) -> DavResponse + Sync),
-    ) -> HandlerResult {
+    ) -> Result<SyncPage, DavError> {
         // Final state per person, in first-seen order; stop before the entry that would make
         // the answer exceed `limit` distinct persons.
         let mut order: Vec<PersonId> = Vec::new();
@@ -991,15 +990,81 @@ impl<'a> Cx<'a> {
                 break;
             }
         }
-        let mut changed = Vec::new();
-        let mut removed = Vec::new();
+        let mut page = SyncPage {
+            changed: Vec::new(),
+            removed: Vec::new(),
+            truncated,
+            token: pos.token(),
+        };
         for pid in order {
             match fin.get(&pid).copied().flatten() {
-                Some(ver) => changed.push(respond(pid, ver)),
-                None => removed.push(respond(pid, 0).href),
+                Some(ver) => page.changed.push((pid, ver)),
+                None => page.removed.push(pid),
             }
         }
-        let ms = render_response(request_uri, changed, &removed, truncated, &pos.token());
+        Ok(page)
+    }
+
+    /// Renders a sync-collection page. With `address-data` requested (RFC 6352 §10.4 in an
+    /// RFC 6578 REPORT), each changed member carries its card in the version `want` asks for,
+    /// and the ETag of that representation.
+    async fn sync_answer(
+        &self,
+        slug: &str,
+        coll: u64,
+        sc: &SyncCollection,
+        want: Option<V>,
+        page: SyncPage,
+    ) -> HandlerResult {
+        let request_uri = paths::collection(self.login(), slug);
+        let names_map = self.data().names_in(self.user.id, coll).await?;
+        let href_of = |pid: PersonId| {
+            let name = names_map
+                .get(&pid)
+                .cloned()
+                .unwrap_or_else(|| data::default_name(pid));
+            paths::card(self.login(), slug, &name)
+        };
+        let with_data = match &sc.address_data {
+            Some(ad) => Some((
+                ReportProps {
+                    props: sc.props.clone(),
+                    address_data: Some(ad.clone()),
+                },
+                self.st.crm.access_context().await?,
+            )),
+            None => None,
+        };
+        let mut changed = Vec::with_capacity(page.changed.len());
+        for (pid, ver) in page.changed {
+            let href = href_of(pid);
+            if let Some((rp, ctx)) = &with_data {
+                if let Some(person) = self.st.crm.get_person(pid).await? {
+                    let a = access(&self.user, &person.acl(), ctx);
+                    if a.view {
+                        let r = self.render_person(&person, want).await?;
+                        changed.push(
+                            rp.respond(&href, &r.text, |n| self.card_prop(n, &r.etag, a.edit)),
+                        );
+                        continue;
+                    }
+                }
+                // Changed again (deleted or hidden) since the log was read: listed without its
+                // body, and the next sync reports it removed.
+            }
+            let tag = etag(pid, ver);
+            let mut found = Vec::with_capacity(sc.props.len());
+            let mut missing = Vec::new();
+            for n in &sc.props {
+                match self.card_prop(n, &tag, true) {
+                    Some(e) => found.push(e),
+                    None => missing.push(n.clone()),
+                }
+            }
+            changed.push(DavResponse::with_props(href, found, &missing));
+        }
+        let removed: Vec<String> = page.removed.into_iter().map(href_of).collect();
+        let ms = render_response(&request_uri, changed, &removed, page.truncated, &page.token);
         Ok(to_axum(ms.to_response()))
     }
 
@@ -1023,10 +1088,11 @@ impl<'a> Cx<'a> {
         } else {
             Response::new(Body::from(r.text))
         };
-        let ct = match want {
-            Some(V::V3) => "text/vcard; charset=utf-8; version=3.0",
-            Some(V::V4) => "text/vcard; charset=utf-8; version=4.0",
-            None => VCARD_CONTENT_TYPE,
+        // Without a version in Accept, the default representation: the card as its client
+        // stored it (3.0 from Apple), else vCard 4. Either way the type names the version.
+        let ct = match r.version {
+            V::V3 => VCARD_CONTENT_TYPE_V3,
+            V::V4 => VCARD_CONTENT_TYPE_V4,
         };
         resp.headers_mut()
             .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
