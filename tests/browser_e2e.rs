@@ -44,16 +44,10 @@ fn ensure_browser() {
     if Path::new(CHROMIUM).is_file() && Path::new(CHROMEDRIVER).is_file() {
         return;
     }
+    // The script's own output (apt's log on failure) goes straight to the terminal.
     let script = support::repo_root().join("scripts/provision-browser");
-    let out = Command::new("bash").arg(&script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} failed ({}):\n{}{}",
-        script.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = Command::new("bash").arg(&script).status().unwrap();
+    assert!(status.success(), "{} failed ({status})", script.display());
 }
 
 /// Starts a process on a fresh free port and waits until it listens there.
