@@ -7,7 +7,9 @@
 //! dropdown the account fills; two-way; a visibility from the plan's options (exactly those);
 //! see the field-mapping preview with the real cards; Start Syncing; the per-connection
 //! dashboard follows the first run and shows the totals. A card edited on Radicale, then
-//! Refresh: the page shows the run's progress until it ends and counts the update. Later, the
+//! Refresh: the page shows the run's progress until it ends and counts the update. The
+//! account's password changes on Radicale: Refresh fails, the dashboard shows "needs
+//! re-authorization" with its fix, and the new password typed there fixes it. Later, the
 //! admin moves the company to another plan while the settings page is open: saving the old
 //! visibility is refused and the page shows (and offers) the allowed ones; picking one of them
 //! and one-way saves, and the dashboard shows the new settings.
@@ -472,6 +474,33 @@ async fn flow(page: &Page<'_>, radicale: &Radicale, book: &str) {
     let last = page.text("#last").await;
     assert!(last.contains("succeeded"), "{last}");
     page.shot("dashboard").await;
+
+    // --- The account's password changes at the provider: the next run is refused, the page
+    // shows "needs re-authorization" with its fix, and the new password from the page fixes it.
+    let htpasswd = radicale.data_dir.parent().unwrap().join("users");
+    std::fs::write(&htpasswd, "alice:changed-pw\n").unwrap();
+    page.click("#refresh").await;
+    page.wait_text("#msg", "the refused run", |t| t.contains("failed"))
+        .await;
+    page.goto(&format!("/connections/{id}")).await;
+    let reauth = page
+        .wait_text("#reauth", "the re-authorization card", |t| {
+            t.contains("Needs re-authorization")
+        })
+        .await;
+    assert!(reauth.contains("Fix:"), "{reauth}");
+    page.shot("dashboard-reauthorization").await;
+    page.fill("#newpw", "changed-pw").await;
+    page.click("#reconnect").await;
+    page.wait_text("main", "the card gone", |t| {
+        !t.contains("Needs re-authorization") && t.contains("contacts in sync")
+    })
+    .await;
+    page.click("#refresh").await;
+    page.wait_text("#msg", "a run with the new password", |t| {
+        t.contains("succeeded")
+    })
+    .await;
 
     // --- Settings later. The admin moves the company to platinum while the page is open.
     page.click("a[href$='/settings']").await;
