@@ -330,16 +330,17 @@ document.getElementById('preview').onclick = async () => {{
       c[2].textContent = f.phones.map(e => e.value).join(', '); c[3].textContent = f.org_name; }});
   }} catch (e) {{ m.textContent = ''; show('msg', e.message, true); reloadOptions(); }}
 }};
-// A refused visibility (the plan changed since the page loaded): offer the plan's current options.
+// A refused visibility (the plan changed since the page loaded): offer the plan's current
+// options, as this page renders them now, keeping the rest of the form as it is.
 async function reloadOptions() {{
   try {{
-    const s = await api('GET', '/connections/' + CID + '/settings');
-    const sel = document.getElementById('visibility'), was = sel.value; sel.innerHTML = '';
-    for (const v of s.options.visibility) {{ const o = document.createElement('option'); o.value = v; o.textContent = VIS[v] || v; o.selected = v === was; sel.appendChild(o); }}
-    document.getElementById('plan').textContent = s.options.plan;
+    const r = await fetch(location.pathname, {{headers: {{'X-Requested-With': 'cardbridge'}}}});
+    const fresh = new DOMParser().parseFromString(await r.text(), 'text/html');
+    const opts = fresh.getElementById('visibility'), plan = fresh.getElementById('plan');
+    if (opts) document.getElementById('visibility').innerHTML = opts.innerHTML;
+    if (plan) document.getElementById('plan').textContent = plan.textContent;
   }} catch (e) {{}}
 }}
-const VIS = {vis_labels};
 document.getElementById('start').onclick = async () => {{
   show('msg', 'Saving…');
   try {{
@@ -355,7 +356,6 @@ document.getElementById('start').onclick = async () => {{
         plan = plan.as_str(),
         current = current_group,
         setup = c.state == ConnectionState::Setup,
-        vis_labels = visibility_labels_js(),
     );
     let title = if c.state == ConnectionState::Setup {
         "Add New Account: what to sync"
@@ -363,22 +363,6 @@ document.getElementById('start').onclick = async () => {{
         "Contact Sync settings"
     };
     page(title, Some(&u), &body).into_response()
-}
-
-/// The labels of every visibility as a JavaScript object literal (for options built in the page).
-fn visibility_labels_js() -> String {
-    let all = [
-        "owner_followers",
-        "owner_only",
-        "owners_role",
-        "owners_role_and_below",
-        "entire_company",
-    ];
-    let pairs: Vec<String> = all
-        .iter()
-        .map(|v| format!("{v:?}: {:?}", visibility_label(v).replace("&amp;", "&")))
-        .collect();
-    format!("{{{}}}", pairs.join(", "))
 }
 
 fn visibility_label(v: &str) -> &'static str {
@@ -603,27 +587,26 @@ mod tests {
     }
 
     #[test]
-    fn every_visibility_has_a_label_for_options_built_in_the_page() {
-        let js = visibility_labels_js();
-        let parsed: serde_json::Value = serde_json::from_str(&js).unwrap();
-        let obj = parsed.as_object().unwrap();
-        assert_eq!(obj.len(), 5, "{js}");
-        assert_eq!(obj["owner_followers"], "Owner & followers");
-        assert_eq!(
-            obj["owners_role_and_below"],
-            "Owner's role, and roles below"
-        );
-        assert_eq!(obj["entire_company"], "Entire company");
-        // Every plan's options are among them.
+    fn every_plan_option_has_its_own_label() {
         for plan in [
             crate::crm::users::Plan::Silver,
             crate::crm::users::Plan::Gold,
             crate::crm::users::Plan::Platinum,
         ] {
-            for v in allowed_visibilities(plan) {
-                assert!(obj.contains_key(v.as_str()), "{v}");
-            }
+            let labels: Vec<&str> = allowed_visibilities(plan)
+                .iter()
+                .map(|v| visibility_label(v.as_str()))
+                .collect();
+            let mut distinct = labels.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), labels.len(), "{plan:?}: {labels:?}");
         }
+        assert_eq!(visibility_label("owner_followers"), "Owner &amp; followers");
+        assert_eq!(
+            visibility_label("owners_role_and_below"),
+            "Owner's role, and roles below"
+        );
     }
 
     #[test]
