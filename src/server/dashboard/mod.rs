@@ -6,7 +6,7 @@
 //! needs-re-authorization with its fix, Refresh that follows the run until it ends) and
 //! settings. The pages call the REST API with the session cookie (and `X-Requested-With`).
 
-use axum::extract::{Form, FromRequestParts, Path, State};
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -45,6 +45,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;pad
 .fig{display:inline-block;min-width:8em;margin-right:1em}.fig b{display:block;font-size:1.8em}\
 button,.btn{background:#2a6ad8;color:#fff;border:0;border-radius:4px;padding:.5em 1em;cursor:pointer;text-decoration:none;display:inline-block}\
 button.danger{background:#c0392b}label{display:block;margin:.6em 0 .2em}input,select{padding:.4em;min-width:20em}\
+input[type=radio]{min-width:0;margin:0 .5em 0 0}\
 .warn{background:#fff4e5;border-color:#f0b429}.err{color:#c0392b}.muted{color:#777}";
 
 const JS: &str = r#"
@@ -312,7 +313,7 @@ async fn settings_page(
 <label>Sync direction</label>
 <label><input type=radio name=direction value=one_way{one}> One-way sync: the address book's changes come into the CRM</label>
 <label><input type=radio name=direction value=two_way{two}> Two-way sync: changes flow both ways</label>
-<label for=visibility>Visibility of synced persons ({plan} plan)</label><select id=visibility>{vis_options}</select>
+<label for=visibility>Visibility of synced persons (<span id=plan>{plan}</span> plan)</label><select id=visibility>{vis_options}</select>
 <p><button id=preview type=button>Preview field mapping</button></p>
 <div id=mapping></div>
 <p><button id=start type=button>{start_label}</button> <span id=msg></span></p></div>
@@ -348,15 +349,27 @@ document.getElementById('preview').onclick = async () => {{
     p.samples.forEach((s, i) => {{ const c = rows[i + 1].children, f = s.fields;
       c[0].textContent = f.name; c[1].textContent = f.emails.map(e => e.value).join(', ');
       c[2].textContent = f.phones.map(e => e.value).join(', '); c[3].textContent = f.org_name; }});
-  }} catch (e) {{ m.textContent = ''; show('msg', e.message, true); }}
+  }} catch (e) {{ m.textContent = ''; show('msg', e.message, true); reloadOptions(); }}
 }};
+// A refused visibility (the plan changed since the page loaded): offer the plan's current
+// options, as this page renders them now, keeping the rest of the form as it is.
+async function reloadOptions() {{
+  try {{
+    const r = await fetch(location.pathname, {{headers: {{'X-Requested-With': 'cardbridge'}}}});
+    const fresh = new DOMParser().parseFromString(await r.text(), 'text/html');
+    const opts = fresh.getElementById('visibility'), plan = fresh.getElementById('plan');
+    if (opts) document.getElementById('visibility').innerHTML = opts.innerHTML;
+    if (plan) document.getElementById('plan').textContent = plan.textContent;
+  }} catch (e) {{}}
+}}
 document.getElementById('start').onclick = async () => {{
   show('msg', 'Saving…');
   try {{
     await api('PATCH', '/connections/' + CID + '/settings', settings());
-    if ({setup}) {{ await api('POST', '/connections/' + CID + '/start'); }}
-    location.href = '/connections/' + CID;
-  }} catch (e) {{ show('msg', e.message, true); }}
+    let q = '';
+    if ({setup}) {{ const r = await api('POST', '/connections/' + CID + '/start'); if (r && r.run_id) q = '?run=' + r.run_id; }}
+    location.href = '/connections/' + CID + q;
+  }} catch (e) {{ show('msg', e.message, true); reloadOptions(); }}
 }};
 </script>"#,
         email = esc(&c.account_email),
@@ -365,7 +378,12 @@ document.getElementById('start').onclick = async () => {{
         current = current_group,
         setup = c.state == ConnectionState::Setup,
     );
-    page("Contact Sync settings", Some(&u), &body).into_response()
+    let title = if c.state == ConnectionState::Setup {
+        "Add New Account: what to sync"
+    } else {
+        "Contact Sync settings"
+    };
+    page(title, Some(&u), &body).into_response()
 }
 
 fn visibility_label(v: &str) -> &'static str {
@@ -378,10 +396,24 @@ fn visibility_label(v: &str) -> &'static str {
     }
 }
 
+/// `?run=N`: the run the dashboard follows on arrival.
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    run: Option<u64>,
+}
+
+fn direction_label(d: SyncDirection) -> &'static str {
+    match d {
+        SyncDirection::OneWay => "one-way",
+        SyncDirection::TwoWay => "two-way",
+    }
+}
+
 async fn dashboard_page(
     State(st): State<ApiState>,
     PageUser(u): PageUser,
     Path(id): Path<u64>,
+    Query(q): Query<DashboardQuery>,
 ) -> Response {
     let caller = Caller { user: u.clone() };
     let c = match load(&st, &caller, id).await {
@@ -393,6 +425,10 @@ async fn dashboard_page(
         Err(e) => return e.into_response(),
     };
     let f = &s.figures;
+    // The run to follow on arrival: the one Start Syncing queued, else one in progress.
+    let running = q
+        .run
+        .or_else(|| s.schedule.as_ref().and_then(|j| j.running.or(j.queued)));
     let reauth = match &s.needs_reauthorization {
         Some(v) => format!(
             "<div class=\"card warn\" id=reauth><h2>Needs re-authorization</h2><p>{}</p><p><b>Fix:</b> {}</p>\
@@ -441,13 +477,18 @@ async fn dashboard_page(
             )
         })
         .collect();
+    let conflict_rows = if conflict_rows.is_empty() {
+        "<tr><td colspan=5 class=muted>No conflicts.</td></tr>".to_string()
+    } else {
+        conflict_rows
+    };
     let body = format!(
-        r#"<p>{email} ({provider}) · sync group <b>{group}</b> · <a href="/connections/{id}/settings">Settings</a></p>
+        r#"<p>{email} ({provider}) · sync group <b>{group}</b> · <span id=direction>{direction}</span> · visible to <span id=visibility>{visibility}</span> · <a href="/connections/{id}/settings">Settings</a></p>
 {reauth}
 <div class=card><span class=fig><b id=total>{total}</b>contacts in sync</span>
 <span class=fig><b id=added>{a}</b>recent additions</span><span class=fig><b id=updated>{u}</b>recent updates</span>
 <span class=fig><b id=deleted>{d}</b>recent deletions</span>
-<p class=muted>Last 7 days: {a7} added, {u7} updated, {d7} deleted · last 30 days: {a30} added, {u30} updated, {d30} deleted</p>
+<p class=muted id=periods>Last 7 days: {a7} added, {u7} updated, {d7} deleted · last 30 days: {a30} added, {u30} updated, {d30} deleted</p>
 <p>Last sync: <span id=last>{last}</span></p>
 <p><button id=refresh type=button>Refresh</button> <span id=msg></span></p></div>
 <div class=card><h2>Errors</h2><p>{errs} item errors in the last sync; {failed} failed runs in 30 days.</p><ul>{errors}</ul></div>
@@ -458,29 +499,45 @@ async fn dashboard_page(
 <p><button class=danger id=delete type=button>Delete connection</button> <span id=dmsg></span></p></div>
 <script>
 const CID = {id};
-document.getElementById('refresh').onclick = async () => {{
+// Follows one run until it ends: its state and elapsed time, then its summary and the figures.
+async function follow(runId, joined) {{
   const b = document.getElementById('refresh'); b.disabled = true;
+  const t0 = Date.now();
   try {{
-    const r = await api('POST', '/connections/' + CID + '/refresh');
-    show('msg', 'Run ' + r.run_id + (r.joined ? ' (already running)' : '') + ': queued…');
+    show('msg', 'Run ' + runId + (joined ? ' (already running)' : '') + ': queued…');
     for (;;) {{
-      await new Promise(res => setTimeout(res, 1000));
-      const run = await api('GET', '/connections/' + CID + '/runs/' + r.run_id);
-      if (run.state === 'queued' || run.state === 'running') {{ show('msg', 'Run ' + r.run_id + ': ' + run.state + '…'); continue; }}
-      show('msg', 'Run ' + r.run_id + ': ' + run.state + (run.error ? ' — ' + run.error : ''), run.state !== 'succeeded');
+      await new Promise(res => setTimeout(res, 500));
+      const run = await api('GET', '/connections/' + CID + '/runs/' + runId);
+      if (run.state === 'queued' || run.state === 'running') {{
+        show('msg', 'Run ' + runId + ': ' + run.state + '… (' + Math.round((Date.now() - t0) / 1000) + ' s)');
+        continue;
+      }}
+      const sm = run.summary;
+      show('msg', 'Run ' + runId + ': ' + run.state + (run.error ? ' — ' + run.error : '')
+        + (sm ? ' — ' + sm.added + ' added, ' + sm.updated + ' updated, ' + sm.deleted + ' deleted' : ''), run.state !== 'succeeded');
       const s = await api('GET', '/connections/' + CID + '/status');
       const t = s.figures.last_run;
       document.getElementById('total').textContent = s.figures.total_in_sync;
       document.getElementById('added').textContent = t.added;
       document.getElementById('updated').textContent = t.updated;
       document.getElementById('deleted').textContent = t.deleted;
+      const p7 = s.figures.last_7_days, p30 = s.figures.last_30_days;
+      document.getElementById('periods').textContent = 'Last 7 days: ' + p7.added + ' added, ' + p7.updated + ' updated, ' + p7.deleted
+        + ' deleted · last 30 days: ' + p30.added + ' added, ' + p30.updated + ' updated, ' + p30.deleted + ' deleted';
       const lr = s.figures.last_finished_run;
       if (lr) document.getElementById('last').textContent = (lr.ended || lr.started) + ' — ' + lr.state + (lr.error ? ': ' + lr.error : '');
       break;
     }}
   }} catch (e) {{ show('msg', e.message, true); }}
   b.disabled = false;
+}}
+document.getElementById('refresh').onclick = async () => {{
+  try {{ const r = await api('POST', '/connections/' + CID + '/refresh'); await follow(r.run_id, r.joined); }}
+  catch (e) {{ show('msg', e.message, true); }}
 }};
+// Arriving from Start Syncing (?run=N), or while a run is going: follow it.
+const RUNNING = {running};
+if (RUNNING) follow(RUNNING, false);
 const rc = document.getElementById('reconnect');
 if (rc) rc.onclick = async () => {{
   try {{ await api('PUT', '/connections/' + CID + '/credentials', {{password: document.getElementById('newpw').value}}); location.reload(); }}
@@ -511,6 +568,14 @@ document.getElementById('delete').onclick = async () => {{
         u30 = f.last_30_days.updated,
         d30 = f.last_30_days.deleted,
         errs = f.last_run.errors,
+        direction = direction_label(c.direction),
+        visibility = c
+            .visibility
+            .map(|v| visibility_label(v.as_str()))
+            .unwrap_or("(not chosen)"),
+        running = running
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "null".into()),
         failed = f.failed_runs_30_days,
     );
     page("Contact Sync", Some(&u), &body).into_response()
@@ -530,6 +595,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -539,5 +605,34 @@ mod tests {
             esc("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn every_plan_option_has_its_own_label() {
+        for plan in [
+            crate::crm::users::Plan::Silver,
+            crate::crm::users::Plan::Gold,
+            crate::crm::users::Plan::Platinum,
+        ] {
+            let labels: Vec<&str> = allowed_visibilities(plan)
+                .iter()
+                .map(|v| visibility_label(v.as_str()))
+                .collect();
+            let mut distinct = labels.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), labels.len(), "{plan:?}: {labels:?}");
+        }
+        assert_eq!(visibility_label("owner_followers"), "Owner &amp; followers");
+        assert_eq!(
+            visibility_label("owners_role_and_below"),
+            "Owner's role, and roles below"
+        );
+    }
+
+    #[test]
+    fn directions_read_as_the_article_names_them() {
+        assert_eq!(direction_label(SyncDirection::OneWay), "one-way");
+        assert_eq!(direction_label(SyncDirection::TwoWay), "two-way");
     }
 }
