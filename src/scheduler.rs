@@ -171,8 +171,7 @@ pub trait JobLeases: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Option<JobLease>, StoreError>;
     /// Extends a lease still held; `false` when it was lost.
-    async fn renew(&self, node: &str, held: JobLease, lease: Duration)
-        -> Result<bool, StoreError>;
+    async fn renew(&self, node: &str, held: JobLease, lease: Duration) -> Result<bool, StoreError>;
     /// Releases the job, next due after `next_in`; `false` when the lease was lost.
     async fn complete(
         &self,
@@ -465,9 +464,10 @@ impl Scheduler {
         };
         if let Some(c) = &self.inner.cluster {
             let due_in = match &persisted {
-                Some(p) if !p.parked => {
-                    Duration::from_millis(p.next_run_unix_ms.saturating_sub(wall_ms(SystemTime::now())))
-                }
+                Some(p) if !p.parked => Duration::from_millis(
+                    p.next_run_unix_ms
+                        .saturating_sub(wall_ms(SystemTime::now())),
+                ),
                 Some(_) => Duration::ZERO,
                 None => jitter,
             };
@@ -936,7 +936,10 @@ impl Inner {
         let Some((account, generation, run_id, tx, trigger)) = started else {
             // Removed meanwhile, or its account is saturated here: try again shortly.
             self.release_slot();
-            let _ = c.leases.complete(&c.node, held, Duration::from_secs(1)).await;
+            let _ = c
+                .leases
+                .complete(&c.node, held, Duration::from_secs(1))
+                .await;
             return;
         };
         let run_id = match run_id {
@@ -997,7 +1000,9 @@ impl Inner {
                         connection = id,
                         "the lease was lost before the run completed; another node has the job"
                     ),
-                    Err(e) => tracing::warn!(connection = id, error = %e, "cannot complete a lease"),
+                    Err(e) => {
+                        tracing::warn!(connection = id, error = %e, "cannot complete a lease")
+                    }
                 }
             }
             None => {
@@ -1008,9 +1013,39 @@ impl Inner {
                     retry_after_secs: None,
                     transient: true,
                 };
-                self.finish(id, &account, generation, lost, tx).await;
+                // Not recorded as a failure: the run goes on elsewhere, which owns the schedule.
+                let _ = generation;
+                self.abandon(id, &account, lost, tx);
             }
         }
+    }
+
+    /// Ends a run here without touching its schedule (another node holds it now).
+    fn abandon(
+        &self,
+        id: ConnectionId,
+        account: &str,
+        outcome: JobOutcome,
+        tx: watch::Sender<Option<JobOutcome>>,
+    ) {
+        {
+            let mut st = lock(&self.state);
+            st.running = st.running.saturating_sub(1);
+            if let Some(n) = st.per_account.get_mut(account) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    st.per_account.remove(account);
+                }
+            }
+            if let Some(e) = st.entries.get_mut(&id) {
+                e.running = None;
+            }
+            if st.running == 0 {
+                self.idle.notify_waiters();
+            }
+        }
+        let _ = tx.send(Some(outcome));
+        self.wake.notify_one();
     }
 
     async fn persisted(&self, id: ConnectionId) -> Option<Persisted> {

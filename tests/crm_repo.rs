@@ -418,7 +418,8 @@ async fn every_person_write_is_logged_with_acl_before_and_after() {
     assert_eq!(rest.changes[0].seq, seqs[2]);
 
     assert!(matches!(
-        crm.changes_since(crm.current_seq().await.unwrap() + 1, 10).await,
+        crm.changes_since(crm.current_seq().await.unwrap() + 1, 10)
+            .await,
         Err(CrmError::FutureSeq { .. })
     ));
 }

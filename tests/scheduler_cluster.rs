@@ -237,7 +237,10 @@ async fn three_nodes_run_every_connection_once_per_interval() {
             "connection {id} ran {} times in 8 s at a 3 s interval: {rs:?}",
             rs.len()
         );
-        assert!(rs[0].start_ms < t0 + 3_000, "connection {id} first ran late: {rs:?}");
+        assert!(
+            rs[0].start_ms < t0 + 3_000,
+            "connection {id} first ran late: {rs:?}"
+        );
         for w in rs.windows(2) {
             let gap = w[1].start_ms - w[0].end_ms;
             assert!(

@@ -462,7 +462,10 @@ impl Crm {
     /// has been committed or abandoned.
     pub async fn open(store: Arc<dyn Store>, config: CrmConfig) -> Result<Self, CrmError> {
         let settled = match store.get(LOG_SETTLED, SETTLED_KEY).await? {
-            Some(b) => b.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes),
+            Some(b) => b
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes),
             None => 0,
         };
         Ok(Crm {

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::postgres::pg_error;
-use crate::scheduler::{ConnectionId, JobLease, JobLeases};
 use super::{PgStore, StoreError};
+use crate::scheduler::{ConnectionId, JobLease, JobLeases};
 
 /// A claimed job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +226,9 @@ impl Leases {
 #[async_trait::async_trait]
 impl JobLeases for Leases {
     async fn schedule(&self, job: ConnectionId, due_in: Duration) -> Result<(), StoreError> {
-        Leases::schedule(self, &job.to_string(), due_in).await.map(drop)
+        Leases::schedule(self, &job.to_string(), due_in)
+            .await
+            .map(drop)
     }
 
     async fn claim(
