@@ -17,7 +17,18 @@
 //! - **Restarts.** Next-run times and failure counts are persisted in the [`SCHED_NEXT`]
 //!   keyspace as wall-clock times, so they survive a restart.
 //!
+//! - **Several nodes** ([`Scheduler::with_cluster`], PostgreSQL): the due time lives in the
+//!   shared lease table instead of the local queue. A node claims due connections
+//!   ([`JobLeases::claim`], `FOR UPDATE SKIP LOCKED`) up to its free slots, renews the lease
+//!   while the run goes on (a lost or unrenewable lease stops the run), and completes it with
+//!   the fence checked, setting the next due time for every node. A manual refresh claims the
+//!   connection on the node that received it, at once or as soon as the node running it
+//!   finishes. Without a cluster (sled) the scheduler works from its local queue alone.
+//!
 //! The scheduler knows nothing about syncing: it calls a [`JobRunner`].
+//!
+//! Architecture invariant: with a cluster, a connection runs only under a lease this node
+//! holds; its next due time is written only by [`JobLeases::complete`] with the lease's fence.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -118,7 +129,94 @@ pub trait JobRunner: Send + Sync + 'static {
     /// Runs connection `connection_id` as run `run_id`.
     async fn run(&self, connection_id: ConnectionId, run_id: RunId, trigger: Trigger)
         -> JobOutcome;
+
+    /// The spec of a connection this node has not been told about (another node created it);
+    /// `None` when it no longer exists or is not to be synced. Used with a cluster only.
+    async fn spec(&self, connection_id: ConnectionId) -> Option<JobSpec> {
+        Some(JobSpec {
+            connection_id,
+            account: format!("connection:{connection_id}"),
+            interval: None,
+        })
+    }
 }
+
+/// A lease on one connection's job, held by this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLease {
+    /// The connection.
+    pub job: ConnectionId,
+    /// Identifies this claim (increases with every claim of the job).
+    pub fence: i64,
+}
+
+/// The shared lease table the nodes of a cluster schedule through (implemented on
+/// PostgreSQL by `store::leases::Leases`). Every time is the table's clock.
+#[async_trait]
+pub trait JobLeases: Send + Sync + 'static {
+    /// Adds `job`, first due after `due_in`; a known job keeps its schedule.
+    async fn schedule(&self, job: ConnectionId, due_in: Duration) -> Result<(), StoreError>;
+    /// Claims up to `max` due, unheld jobs for `node`.
+    async fn claim(
+        &self,
+        node: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<JobLease>, StoreError>;
+    /// Claims `job` now, due or not, unless another node holds an unexpired lease on it.
+    async fn claim_now(
+        &self,
+        node: &str,
+        job: ConnectionId,
+        lease: Duration,
+    ) -> Result<Option<JobLease>, StoreError>;
+    /// Extends a lease still held; `false` when it was lost.
+    async fn renew(&self, node: &str, held: JobLease, lease: Duration) -> Result<bool, StoreError>;
+    /// Releases the job, next due after `next_in`; `false` when the lease was lost.
+    async fn complete(
+        &self,
+        node: &str,
+        held: JobLease,
+        next_in: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Makes `job` due now (and again right after a run in progress).
+    async fn trigger(&self, job: ConnectionId) -> Result<(), StoreError>;
+    /// Forgets `job`.
+    async fn remove(&self, job: ConnectionId) -> Result<(), StoreError>;
+}
+
+/// How this node takes part in a cluster of nodes sharing one lease table.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The shared lease table.
+    pub leases: Arc<dyn JobLeases>,
+    /// This node's name in the table (unique per process).
+    pub node: String,
+    /// How long a claim holds without renewal; a dead node's jobs move after this.
+    pub lease: Duration,
+    /// How often an idle node looks for due jobs.
+    pub poll: Duration,
+}
+
+impl Cluster {
+    /// Over `leases`, with a fresh node name, a 60 s lease and a 1 s poll.
+    pub fn new(leases: Arc<dyn JobLeases>) -> Self {
+        Self {
+            leases,
+            node: format!(
+                "{}-{}-{:08x}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
+                std::process::id(),
+                rand::thread_rng().gen::<u32>()
+            ),
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A parked job's "next due" in the lease table: in effect never, until a refresh or upsert.
+const PARKED_FOR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Why the scheduler refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +317,7 @@ struct Inner {
     config: SchedulerConfig,
     runner: Arc<dyn JobRunner>,
     store: Arc<dyn Store>,
+    cluster: Option<Cluster>,
     state: Mutex<State>,
     wake: Notify,
     idle: Notify,
@@ -264,11 +363,32 @@ fn from_wall(ms: u64) -> Instant {
 impl Scheduler {
     /// A scheduler over `runner`, persisting in `store`. Nothing runs until [`Self::start`].
     pub fn new(config: SchedulerConfig, runner: Arc<dyn JobRunner>, store: Arc<dyn Store>) -> Self {
+        Self::build(config, runner, store, None)
+    }
+
+    /// A scheduler that shares its connections with the other nodes of `cluster`: each due
+    /// connection runs on exactly one node.
+    pub fn with_cluster(
+        config: SchedulerConfig,
+        runner: Arc<dyn JobRunner>,
+        store: Arc<dyn Store>,
+        cluster: Cluster,
+    ) -> Self {
+        Self::build(config, runner, store, Some(cluster))
+    }
+
+    fn build(
+        config: SchedulerConfig,
+        runner: Arc<dyn JobRunner>,
+        store: Arc<dyn Store>,
+        cluster: Option<Cluster>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 runner,
                 store,
+                cluster,
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
                 idle: Notify::new(),
@@ -279,7 +399,10 @@ impl Scheduler {
     /// Spawns the dispatcher; it stops after [`Self::shutdown`].
     pub fn start(&self) -> tokio::task::JoinHandle<()> {
         let inner = self.inner.clone();
-        tokio::spawn(async move { inner.dispatch_loop().await })
+        match inner.cluster.clone() {
+            Some(c) => tokio::spawn(async move { inner.cluster_loop(c).await }),
+            None => tokio::spawn(async move { inner.dispatch_loop().await }),
+        }
     }
 
     /// The settings.
@@ -300,7 +423,8 @@ impl Scheduler {
             None => None,
         };
         let jitter = self.inner.jitter();
-        {
+        let id = spec.connection_id;
+        let unparked = {
             let mut st = lock(&self.inner.state);
             if st.shutting_down {
                 return Err(SchedulerError::ShuttingDown);
@@ -308,11 +432,13 @@ impl Scheduler {
             match st.entries.get_mut(&spec.connection_id) {
                 Some(e) => {
                     e.spec = spec;
+                    let unparked = e.parked;
                     if e.parked {
                         e.parked = false;
                         e.next_run = Instant::now();
                     }
                     e.generation += 1;
+                    unparked
                 }
                 None => {
                     let (next_run, failures) = match &persisted {
@@ -332,7 +458,23 @@ impl Scheduler {
                             generation: 0,
                         },
                     );
+                    persisted.as_ref().is_some_and(|p| p.parked)
                 }
+            }
+        };
+        if let Some(c) = &self.inner.cluster {
+            let due_in = match &persisted {
+                Some(p) if !p.parked => Duration::from_millis(
+                    p.next_run_unix_ms
+                        .saturating_sub(wall_ms(SystemTime::now())),
+                ),
+                Some(_) => Duration::ZERO,
+                None => jitter,
+            };
+            c.leases.schedule(id, due_in).await?;
+            if unparked {
+                // A parked job waits "forever" in the table: an upsert makes it due now.
+                c.leases.trigger(id).await?;
             }
         }
         self.inner.wake.notify_one();
@@ -343,6 +485,9 @@ impl Scheduler {
     /// finishes.
     pub async fn remove(&self, id: ConnectionId) -> Result<(), SchedulerError> {
         lock(&self.inner.state).entries.remove(&id);
+        if let Some(c) = &self.inner.cluster {
+            c.leases.remove(id).await?;
+        }
         let mut b = Batch::new();
         b.delete(SCHED_NEXT, key(id).to_vec());
         self.inner.store.commit(b).await?;
@@ -569,7 +714,7 @@ impl Inner {
         generation: u64,
         outcome: JobOutcome,
         tx: watch::Sender<Option<JobOutcome>>,
-    ) {
+    ) -> Option<Duration> {
         let persisted = {
             let mut st = lock(&self.state);
             st.running = st.running.saturating_sub(1);
@@ -619,7 +764,16 @@ impl Inner {
             persisted
         };
         let _ = tx.send(Some(outcome));
+        let mut next_in = None;
         if let Some(p) = persisted {
+            next_in = Some(if p.parked {
+                PARKED_FOR
+            } else {
+                Duration::from_millis(
+                    p.next_run_unix_ms
+                        .saturating_sub(wall_ms(SystemTime::now())),
+                )
+            });
             if let Ok(bytes) = serde_json::to_vec(&p) {
                 let mut b = Batch::new();
                 b.put(SCHED_NEXT, key(id).to_vec(), bytes);
@@ -629,6 +783,276 @@ impl Inner {
             }
         }
         self.wake.notify_one();
+        next_in
+    }
+
+    /// The cluster's dispatcher: claims manual requests first (each on its own), then due
+    /// jobs up to the free slots, and looks again after `poll` or when woken.
+    async fn cluster_loop(self: Arc<Self>, c: Cluster) {
+        loop {
+            let notified = self.wake.notified();
+            let manual: Vec<ConnectionId> = {
+                let st = lock(&self.state);
+                if st.shutting_down {
+                    return;
+                }
+                st.entries
+                    .iter()
+                    .filter(|(_, e)| e.running.is_none() && e.manual.is_some())
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
+            for id in &manual {
+                if !self.reserve_slot() {
+                    break;
+                }
+                match c.leases.claim_now(&c.node, *id, c.lease).await {
+                    Ok(Some(l)) => self.launch(&c, l),
+                    Ok(None) => self.release_slot(),
+                    Err(e) => {
+                        self.release_slot();
+                        tracing::warn!(connection = id, error = %e, "cannot claim a refreshed job");
+                    }
+                }
+            }
+            let free = {
+                let st = lock(&self.state);
+                self.config.max_concurrent.saturating_sub(st.running)
+            };
+            if free > 0 {
+                // Reserve the slots before the claim, so the claims never exceed them.
+                lock(&self.state).running += free;
+                match c.leases.claim(&c.node, free, c.lease).await {
+                    Ok(got) => {
+                        let unused = free - got.len().min(free);
+                        self.release_slots(unused);
+                        for l in got {
+                            self.launch(&c, l);
+                        }
+                    }
+                    Err(e) => {
+                        self.release_slots(free);
+                        tracing::warn!(error = %e, "cannot claim due jobs");
+                    }
+                }
+            }
+            // A refresh waiting for another node's run is retried sooner than the poll.
+            let pause = if manual.is_empty() {
+                c.poll
+            } else {
+                c.poll.min(Duration::from_millis(100))
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    fn reserve_slot(&self) -> bool {
+        let mut st = lock(&self.state);
+        if st.running >= self.config.max_concurrent {
+            return false;
+        }
+        st.running += 1;
+        true
+    }
+
+    fn release_slot(&self) {
+        self.release_slots(1);
+    }
+
+    fn release_slots(&self, n: usize) {
+        let mut st = lock(&self.state);
+        st.running = st.running.saturating_sub(n);
+        if st.running == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Runs a claimed job in its own task; its slot is already counted in `running`.
+    fn launch(self: &Arc<Self>, c: &Cluster, held: JobLease) {
+        let inner = self.clone();
+        let c = c.clone();
+        tokio::spawn(async move { inner.run_claimed(c, held).await });
+    }
+
+    async fn run_claimed(self: Arc<Self>, c: Cluster, held: JobLease) {
+        let id = held.job;
+        let known = lock(&self.state).entries.contains_key(&id);
+        if !known {
+            // Created (or started) on another node: learn its spec here.
+            match self.runner.spec(id).await {
+                Some(spec) => {
+                    let failures = self.persisted(id).await.map_or(0, |p| p.failures);
+                    lock(&self.state).entries.entry(id).or_insert(Entry {
+                        spec,
+                        next_run: Instant::now(),
+                        failures,
+                        parked: false,
+                        running: None,
+                        manual: None,
+                        generation: 0,
+                    });
+                }
+                None => {
+                    self.release_slot();
+                    if let Err(e) = c.leases.remove(id).await {
+                        tracing::warn!(connection = id, error = %e, "cannot drop a gone job");
+                    }
+                    return;
+                }
+            }
+        } else if let Some(p) = self.persisted(id).await {
+            // Another node may have run it since: its failure count is the store's.
+            if let Some(e) = lock(&self.state).entries.get_mut(&id) {
+                if e.running.is_none() {
+                    e.failures = p.failures;
+                }
+            }
+        }
+        let started = {
+            let mut st = lock(&self.state);
+            let account_busy = |st: &State, a: &str| {
+                st.per_account.get(a).copied().unwrap_or(0) >= self.config.max_per_account
+            };
+            match st.entries.get(&id) {
+                None => None,
+                Some(e) if e.running.is_some() || account_busy(&st, &e.spec.account) => None,
+                Some(e) => {
+                    let account = e.spec.account.clone();
+                    *st.per_account.entry(account.clone()).or_default() += 1;
+                    st.entries.get_mut(&id).map(|e| {
+                        let (run_id, tx, trigger) = match e.manual.take() {
+                            Some(p) => (Some(p.run_id), p.tx, Trigger::Manual),
+                            None => (None, watch::channel(None).0, Trigger::Scheduled),
+                        };
+                        e.running = Some((run_id.unwrap_or(0), tx.subscribe()));
+                        (account, e.generation, run_id, tx, trigger)
+                    })
+                }
+            }
+        };
+        let Some((account, generation, run_id, tx, trigger)) = started else {
+            // Removed meanwhile, or its account is saturated here: try again shortly.
+            self.release_slot();
+            let _ = c
+                .leases
+                .complete(&c.node, held, Duration::from_secs(1))
+                .await;
+            return;
+        };
+        let run_id = match run_id {
+            Some(r) => r,
+            None => match self.store.next_id(SEQ_RUN).await {
+                Ok(r) => {
+                    if let Some((slot, _)) = lock(&self.state)
+                        .entries
+                        .get_mut(&id)
+                        .and_then(|e| e.running.as_mut())
+                    {
+                        *slot = r;
+                    }
+                    r
+                }
+                Err(err) => {
+                    let outcome = JobOutcome::Failed {
+                        message: format!("cannot allocate a run id: {err}"),
+                        retry_after_secs: None,
+                        transient: true,
+                    };
+                    let next = self.finish(id, &account, generation, outcome, tx).await;
+                    let _ = c
+                        .leases
+                        .complete(&c.node, held, next.unwrap_or(self.config.backoff_base))
+                        .await;
+                    return;
+                }
+            },
+        };
+        let run = self.runner.run(id, run_id, trigger);
+        tokio::pin!(run);
+        let every = (c.lease / 3).max(Duration::from_millis(10));
+        let mut renewals = tokio::time::interval_at(Instant::now() + every, every);
+        let outcome = loop {
+            tokio::select! {
+                o = &mut run => break Some(o),
+                _ = renewals.tick() => match c.leases.renew(&c.node, held, c.lease).await {
+                    Ok(true) => {}
+                    Ok(false) => break None,
+                    Err(e) => {
+                        tracing::warn!(connection = id, error = %e, "cannot renew a lease; stopping the run");
+                        break None;
+                    }
+                },
+            }
+        };
+        match outcome {
+            Some(o) => {
+                let next = self.finish(id, &account, generation, o, tx).await;
+                match c
+                    .leases
+                    .complete(&c.node, held, next.unwrap_or(self.config.default_interval))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        connection = id,
+                        "the lease was lost before the run completed; another node has the job"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(connection = id, error = %e, "cannot complete a lease")
+                    }
+                }
+            }
+            None => {
+                // The run was stopped (dropped) between two store commits; the node that holds
+                // the job now runs it again from the committed state.
+                let lost = JobOutcome::Failed {
+                    message: "the run lost its lease; another node runs the connection".into(),
+                    retry_after_secs: None,
+                    transient: true,
+                };
+                // Not recorded as a failure: the run goes on elsewhere, which owns the schedule.
+                let _ = generation;
+                self.abandon(id, &account, lost, tx);
+            }
+        }
+    }
+
+    /// Ends a run here without touching its schedule (another node holds it now).
+    fn abandon(
+        &self,
+        id: ConnectionId,
+        account: &str,
+        outcome: JobOutcome,
+        tx: watch::Sender<Option<JobOutcome>>,
+    ) {
+        {
+            let mut st = lock(&self.state);
+            st.running = st.running.saturating_sub(1);
+            if let Some(n) = st.per_account.get_mut(account) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    st.per_account.remove(account);
+                }
+            }
+            if let Some(e) = st.entries.get_mut(&id) {
+                e.running = None;
+            }
+            if st.running == 0 {
+                self.idle.notify_waiters();
+            }
+        }
+        let _ = tx.send(Some(outcome));
+        self.wake.notify_one();
+    }
+
+    async fn persisted(&self, id: ConnectionId) -> Option<Persisted> {
+        match self.store.get(SCHED_NEXT, &key(id)).await {
+            Ok(Some(b)) => serde_json::from_slice(&b).ok(),
+            _ => None,
+        }
     }
 }
 

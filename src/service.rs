@@ -35,7 +35,7 @@ use crate::crm::repo::{CrmConfig, NewUser};
 use crate::crm::Crm;
 use crate::providers::{Provider, ProviderError};
 use crate::scheduler::{
-    JobOutcome, JobRunner, JobSpec, RunId, Scheduler, SchedulerConfig, Trigger,
+    Cluster, JobOutcome, JobRunner, JobSpec, RunId, Scheduler, SchedulerConfig, Trigger,
 };
 use crate::store::{Store, StoreError};
 use connections::{
@@ -221,6 +221,22 @@ pub fn reauthorization_fix(c: &Connection) -> &'static str {
 
 #[async_trait]
 impl JobRunner for ServiceJobRunner {
+    async fn spec(&self, id: ConnectionId) -> Option<JobSpec> {
+        match self.core.connections.get(id).await {
+            Ok(Some(c)) if c.state != ConnectionState::Setup => Some(Core::job_spec(&c)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(connection = id, error = %e, "cannot read a claimed connection");
+                // Keep the job: run it with the defaults; the run reports the store's error.
+                Some(JobSpec {
+                    connection_id: id,
+                    account: format!("connection:{id}"),
+                    interval: None,
+                })
+            }
+        }
+    }
+
     async fn run(&self, id: ConnectionId, run_id: RunId, trigger: Trigger) -> JobOutcome {
         let core = &self.core;
         let conn = match core.connections.get(id).await {
@@ -345,6 +361,7 @@ pub struct ServiceBuilder {
     scheduler: SchedulerConfig,
     secret_key: [u8; 32],
     allow_private_networks: bool,
+    cluster: Option<Cluster>,
 }
 
 impl ServiceBuilder {
@@ -360,7 +377,14 @@ impl ServiceBuilder {
             scheduler: SchedulerConfig::default(),
             secret_key: key,
             allow_private_networks: false,
+            cluster: None,
         }
+    }
+    /// Schedules through a lease table shared with other nodes (PostgreSQL): each due
+    /// connection runs on exactly one node.
+    pub fn cluster(mut self, c: Cluster) -> Self {
+        self.cluster = Some(c);
+        self
     }
     /// The provider opener (default: [`wiring::Wiring`]).
     pub fn connector(mut self, c: Arc<dyn Connector>) -> Self {
@@ -422,11 +446,11 @@ impl ServiceBuilder {
             metrics: Metrics::default(),
             allow_private_networks: self.allow_private_networks,
         });
-        let scheduler = Scheduler::new(
-            self.scheduler,
-            Arc::new(ServiceJobRunner { core: core.clone() }),
-            self.store,
-        );
+        let job_runner = Arc::new(ServiceJobRunner { core: core.clone() });
+        let scheduler = match self.cluster {
+            Some(c) => Scheduler::with_cluster(self.scheduler, job_runner, self.store, c),
+            None => Scheduler::new(self.scheduler, job_runner, self.store),
+        };
         for c in core.connections.all().await? {
             if c.state != ConnectionState::Setup {
                 scheduler.upsert(Core::job_spec(&c)).await?;
@@ -597,7 +621,7 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
             config.data_dir.display()
         ))
     })?;
-    let store = crate::store::open::open_configured(&config).await?;
+    let (store, leases) = crate::store::open::open_for_serve(&config).await?;
     let (secret_box, created) =
         SecretBox::load_or_create(&config.data_dir, config.secret_key.as_deref())?;
     drop(secret_box);
@@ -608,7 +632,13 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         );
     }
     let key = read_key(&config)?;
-    let state = ServiceBuilder::new(store.clone())
+    let mut builder = ServiceBuilder::new(store.clone());
+    if let Some(leases) = leases {
+        let cluster = Cluster::new(leases);
+        tracing::info!(node = %cluster.node, "scheduling through the shared lease table");
+        builder = builder.cluster(cluster);
+    }
+    let state = builder
         .scheduler(config.scheduler.to_scheduler())
         .secret_key(key)
         .allow_private_networks(config.allow_private_networks)

@@ -363,7 +363,7 @@ async fn plan_refuses_visibility_on_create_and_on_changed_update_only() {
 #[tokio::test]
 async fn every_person_write_is_logged_with_acl_before_and_after() {
     let (crm, _) = crm().await;
-    let start = crm.current_seq();
+    let start = crm.current_seq().await.unwrap();
     let p = crm
         .create_person(jane(), acl(1, Visibility::OwnerFollowers))
         .await
@@ -377,7 +377,7 @@ async fn every_person_write_is_logged_with_acl_before_and_after() {
 
     let page = crm.changes_since(start, 100).await.unwrap();
     assert!(!page.more);
-    assert_eq!(page.next_seq, crm.current_seq());
+    assert_eq!(page.next_seq, crm.current_seq().await.unwrap());
     let events: Vec<_> = page.changes.iter().map(|c| c.event.clone()).collect();
     assert_eq!(
         events,
@@ -418,7 +418,8 @@ async fn every_person_write_is_logged_with_acl_before_and_after() {
     assert_eq!(rest.changes[0].seq, seqs[2]);
 
     assert!(matches!(
-        crm.changes_since(crm.current_seq() + 1, 10).await,
+        crm.changes_since(crm.current_seq().await.unwrap() + 1, 10)
+            .await,
         Err(CrmError::FutureSeq { .. })
     ));
 }
@@ -426,7 +427,7 @@ async fn every_person_write_is_logged_with_acl_before_and_after() {
 #[tokio::test]
 async fn watermark_does_not_pass_an_uncommitted_staged_write() {
     let (crm, store) = crm().await;
-    let before = crm.current_seq();
+    let before = crm.current_seq().await.unwrap();
     let mut slow = Batch::new();
     let staged_slow = crm
         .stage_create(&mut slow, jane(), acl(1, Visibility::EntireCompany))
@@ -438,7 +439,7 @@ async fn watermark_does_not_pass_an_uncommitted_staged_write() {
         .await
         .unwrap();
     assert_eq!(
-        crm.current_seq(),
+        crm.current_seq().await.unwrap(),
         before,
         "held back by the in-flight write"
     );
@@ -464,7 +465,7 @@ async fn watermark_does_not_pass_an_uncommitted_staged_write() {
 #[tokio::test]
 async fn abandoned_staged_write_leaves_a_gap_not_a_stall() {
     let (crm, store) = crm().await;
-    let before = crm.current_seq();
+    let before = crm.current_seq().await.unwrap();
     {
         let mut batch = Batch::new();
         let _staged = crm
@@ -473,7 +474,7 @@ async fn abandoned_staged_write_leaves_a_gap_not_a_stall() {
             .unwrap();
         // Never committed.
     }
-    assert!(crm.current_seq() > before);
+    assert!(crm.current_seq().await.unwrap() > before);
     assert!(crm
         .changes_since(before, 10)
         .await
@@ -517,11 +518,11 @@ async fn reopening_settles_the_log() {
     crm.create_person(jane(), acl(1, Visibility::EntireCompany))
         .await
         .unwrap();
-    let seq = crm.current_seq();
+    let seq = crm.current_seq().await.unwrap();
     let reopened = Crm::open(store.clone(), CrmConfig::default())
         .await
         .unwrap();
-    assert!(reopened.current_seq() >= seq);
+    assert!(reopened.current_seq().await.unwrap() >= seq);
     assert!(reopened
         .changes_since(seq, 10)
         .await
@@ -603,7 +604,7 @@ async fn users_roles_company_and_context_changes_are_logged() {
         Err(CrmError::Role(RoleError::HasChildren(_)))
     ));
 
-    let start = crm.current_seq();
+    let start = crm.current_seq().await.unwrap();
     let mut ann2 = crm.get_user(ann.id).await.unwrap().unwrap();
     ann2.role_id = Some(lead.id);
     ann2.is_admin = true;
@@ -706,7 +707,7 @@ async fn view_delta_reports_additions_and_removals_per_user() {
     let owner = crm.create_user(mk("owner")).await.unwrap();
     let fan = crm.create_user(mk("fan")).await.unwrap();
     let stranger = crm.create_user(mk("stranger")).await.unwrap();
-    let start = crm.current_seq();
+    let start = crm.current_seq().await.unwrap();
 
     // Becomes visible to the fan, then stops being visible; another one is deleted.
     let p = crm
@@ -722,7 +723,7 @@ async fn view_delta_reports_additions_and_removals_per_user() {
     crm.update_person(p.id, 1, p.fields(), followed)
         .await
         .unwrap();
-    let mid = crm.current_seq();
+    let mid = crm.current_seq().await.unwrap();
     crm.update_person(p.id, 2, p.fields(), p.acl())
         .await
         .unwrap();

@@ -1,8 +1,8 @@
 //! Two `cardbridge serve` processes with `store = "postgres"` (set through the environment) on
 //! one fresh schema: the second node sees the admin the first one created (no second
 //! one-time password), authenticates it, and both answer `/healthz`; no sled directory is
-//! created. This is the config switch end to end, not the multi-node scheduler (not wired yet,
-//! docs/SCALING.md).
+//! created. This is the config switch end to end; the multi-node scheduler is tested in
+//! tests/scheduler_cluster.rs (docs/SCALING.md).
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 

@@ -8,11 +8,21 @@
 //! `stage_*` functions, which add the writes to their own [`Batch`].
 //!
 //! ## Change-log ordering
-//! Change sequence numbers come from [`Store::next_id`], so two concurrent writers may commit
-//! out of order. [`Crm::current_seq`] is therefore a *watermark*: the highest sequence below
-//! which every allocated number is settled (committed or abandoned). [`Crm::changes_since`]
-//! never returns an entry above it, so a sync token never skips a change that commits late.
-//! The in-flight set is kept in memory: share ONE [`Crm`] (it is cheap to clone) per store.
+//! Change sequence numbers come from [`Store::next_id`], so two concurrent writers (in one
+//! process or on several nodes sharing a store) may commit out of order.
+//! [`Crm::current_seq`] is therefore a *watermark*: the highest sequence up to which every
+//! number is *settled in the store*: its change is in [`CHANGES`], or it is voided in
+//! [`CHANGES_VOID`]. [`Crm::changes_since`] never returns an entry above it, so a sync token
+//! never skips a change that commits late, and since the watermark is a fact of the store,
+//! a token from one node is valid on every other.
+//!
+//! A number is voided (a gap closed) when it is below a committed one and is either this
+//! process's and released (its [`Staged`] write was dropped uncommitted) or another
+//! writer's and still missing after [`VOID_GRACE`]. Every change write guards that its number
+//! is not voided, and a void guards that the change is absent, so exactly one of them
+//! commits: a writer slower than the grace gets a `Conflict` and retries; nothing is lost.
+//! The per-process state (in-flight numbers, the settled watermark, a store hint at
+//! [`LOG_SETTLED`]) only caches store facts that never become false.
 //! A [`Staged`] write keeps its sequence in flight until it is dropped: drop it only after the
 //! batch has been committed (or abandoned).
 
@@ -38,6 +48,13 @@ pub const IDX_OWNER_EMAIL: Space = "crm.idx.owner_email";
 pub const IDX_OWNER_PHONE: Space = "crm.idx.owner_phone";
 /// The change log: sequence (8 bytes BE) → JSON [`Change`].
 pub const CHANGES: Space = "crm.changes";
+/// Change-log numbers that will never hold a change (allocated, then abandoned): sequence
+/// (8 bytes BE) → empty.
+pub const CHANGES_VOID: Space = "crm.changes.void";
+/// A hint: every change-log number up to this one (8 bytes BE) is settled. Key `settled`.
+pub const LOG_SETTLED: Space = "crm.changes.settled";
+/// How long another writer's missing change-log number is waited for before it is voided.
+pub const VOID_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Users by id (8 bytes BE) → JSON [`User`].
 pub const USERS: Space = "crm.users";
 /// Login (UTF-8) → user id (8 bytes BE).
@@ -328,8 +345,14 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Staged<T> {
 
 #[derive(Default)]
 struct LogState {
+    /// This process's numbers whose writes may still commit.
     in_flight: BTreeSet<u64>,
-    max_allocated: u64,
+    /// This process's numbers whose writes are done (committed or abandoned), above `settled`.
+    released: BTreeSet<u64>,
+    /// Every number up to here is settled in the store.
+    settled: u64,
+    /// Other writers' missing numbers, and when this process first saw each missing.
+    gaps: BTreeMap<u64, std::time::Instant>,
 }
 
 struct SeqGuard {
@@ -339,7 +362,11 @@ struct SeqGuard {
 
 impl Drop for SeqGuard {
     fn drop(&mut self) {
-        lock(&self.log).in_flight.remove(&self.seq);
+        let mut st = lock(&self.log);
+        st.in_flight.remove(&self.seq);
+        if self.seq > st.settled {
+            st.released.insert(self.seq);
+        }
     }
 }
 
@@ -363,6 +390,26 @@ pub struct Crm {
 
 fn key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
+}
+
+const SETTLED_KEY: &[u8] = b"settled";
+
+/// Every key of `space` above the 8-byte big-endian `after`.
+async fn scan_after(
+    store: &dyn Store,
+    space: Space,
+    after: u64,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    let mut cursor = key(after).to_vec();
+    loop {
+        let page = store.scan(space, b"", Some(&cursor), 1024).await?;
+        out.extend(page.entries);
+        match page.next_after {
+            Some(n) => cursor = n,
+            None => return Ok(out),
+        }
+    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, CrmError> {
@@ -414,15 +461,20 @@ impl Crm {
     /// Opens the repository. Settles the change log: everything allocated before this call
     /// has been committed or abandoned.
     pub async fn open(store: Arc<dyn Store>, config: CrmConfig) -> Result<Self, CrmError> {
-        // Burn one sequence number: every number below it is settled (no writer is alive).
-        let head = store.next_id(SEQ_CHANGE).await?;
+        let settled = match store.get(LOG_SETTLED, SETTLED_KEY).await? {
+            Some(b) => b
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes),
+            None => 0,
+        };
         Ok(Crm {
             store,
             region: config.default_region,
             clock: config.clock.unwrap_or_else(|| Arc::new(Utc::now)),
             log: Arc::new(Mutex::new(LogState {
-                in_flight: BTreeSet::new(),
-                max_allocated: head,
+                settled,
+                ..LogState::default()
             })),
             alloc: Arc::new(tokio::sync::Mutex::new(())),
             admin: Arc::new(tokio::sync::Mutex::new(())),
@@ -443,19 +495,73 @@ impl Crm {
         let seq = self.store.next_id(SEQ_CHANGE).await?;
         let mut st = lock(&self.log);
         st.in_flight.insert(seq);
-        st.max_allocated = st.max_allocated.max(seq);
         Ok(SeqGuard {
             seq,
             log: self.log.clone(),
         })
     }
 
-    /// The change-log watermark: a sync token for "now".
-    pub fn current_seq(&self) -> u64 {
-        let st = lock(&self.log);
-        match st.in_flight.first() {
-            Some(first) => first.saturating_sub(1),
-            None => st.max_allocated,
+    /// The change-log watermark: a sync token for "now", valid on every node of the store.
+    pub async fn current_seq(&self) -> Result<u64, CrmError> {
+        loop {
+            let from = lock(&self.log).settled;
+            // The settled numbers above the watermark, from both logs.
+            let mut present = BTreeSet::new();
+            for space in [CHANGES, CHANGES_VOID] {
+                for (k, _) in scan_after(self.store.as_ref(), space, from).await? {
+                    if let Some(n) = k.get(..8).and_then(|b| b.try_into().ok()) {
+                        present.insert(u64::from_be_bytes(n));
+                    }
+                }
+            }
+            let top = present.last().copied().unwrap_or(from);
+            let mut w = from;
+            let mut void = None;
+            {
+                let mut st = lock(&self.log);
+                loop {
+                    let next = w + 1;
+                    if present.contains(&next) {
+                        w = next;
+                        continue;
+                    }
+                    if st.released.contains(&next) {
+                        // Ours and done, yet absent: abandoned.
+                        void = Some(next);
+                    } else if next <= top && !st.in_flight.contains(&next) {
+                        // Missing below a settled number, so allocated: another writer's.
+                        let seen = *st.gaps.entry(next).or_insert_with(std::time::Instant::now);
+                        if seen.elapsed() >= VOID_GRACE {
+                            void = Some(next);
+                        }
+                    }
+                    break;
+                }
+                if w > st.settled {
+                    st.settled = w;
+                    st.released = st.released.split_off(&(w + 1));
+                    st.gaps = st.gaps.split_off(&(w + 1));
+                }
+            }
+            if w > from {
+                let mut b = Batch::new();
+                b.put(LOG_SETTLED, SETTLED_KEY.to_vec(), key(w).to_vec());
+                // Only a hint: a lost race leaves an older, still true value.
+                if let Err(e) = self.store.commit(b).await {
+                    tracing::debug!(error = %e, "cannot store the change-log watermark hint");
+                }
+            }
+            let Some(n) = void else {
+                return Ok(w);
+            };
+            let mut b = Batch::new();
+            b.expect(CHANGES, key(n).to_vec(), None);
+            b.put(CHANGES_VOID, key(n).to_vec(), Vec::new());
+            match self.store.commit(b).await {
+                // Voided, or committed meanwhile: look again either way.
+                Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -466,13 +572,15 @@ impl Crm {
             at: self.now(),
             event,
         };
+        // Commits only if no reader gave the number up as abandoned (see the module doc).
+        batch.expect(CHANGES_VOID, key(guard.seq).to_vec(), None);
         batch.put(CHANGES, key(guard.seq).to_vec(), encode(&change)?);
         Ok(guard)
     }
 
     /// Changes after `seq`, at most `limit`, never beyond [`Crm::current_seq`].
     pub async fn changes_since(&self, seq: u64, limit: usize) -> Result<ChangePage, CrmError> {
-        let watermark = self.current_seq();
+        let watermark = self.current_seq().await?;
         if seq > watermark {
             return Err(CrmError::FutureSeq {
                 requested: seq,

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use super::postgres::pg_error;
 use super::{PgStore, StoreError};
+use crate::scheduler::{ConnectionId, JobLease, JobLeases};
 
 /// A claimed job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,7 @@ struct Sql {
     complete: String,
     trigger: String,
     remove: String,
+    claim_now: String,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -97,6 +99,12 @@ impl Leases {
                  WHERE job = $1"
             ),
             remove: format!("DELETE FROM {s}.leases WHERE job = $1"),
+            claim_now: format!(
+                "UPDATE {s}.leases SET holder = $1, claimed_at = now(), \
+                 expires_at = now() + $3::bigint {ms}, fence = fence + 1 \
+                 WHERE job = $2 AND (holder IS NULL OR expires_at <= now()) \
+                 RETURNING fence"
+            ),
         };
         Leases {
             store,
@@ -180,6 +188,29 @@ impl Leases {
         Ok(n == 1)
     }
 
+    /// Claims `job` for `node` now, due or not (a manual refresh), unless another node holds
+    /// an unexpired lease on it. `None` when it is held or unknown.
+    pub async fn claim_now(
+        &self,
+        node: &str,
+        job: &str,
+        lease: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let client = self.store.client().await?;
+        let row = client
+            .query_opt(&self.sql.claim_now, &[&node, &job, &millis(lease)])
+            .await
+            .map_err(pg_error)?;
+        row.map(|r| {
+            Ok(Lease {
+                job: job.to_string(),
+                holder: node.to_string(),
+                fence: r.try_get(0).map_err(pg_error)?,
+            })
+        })
+        .transpose()
+    }
+
     /// Forgets `job` (its connection was deleted).
     pub async fn remove(&self, job: &str) -> Result<(), StoreError> {
         let client = self.store.client().await?;
@@ -188,5 +219,76 @@ impl Leases {
             .await
             .map_err(pg_error)?;
         Ok(())
+    }
+}
+
+/// The scheduler's view: a connection's job is named by its decimal id.
+#[async_trait::async_trait]
+impl JobLeases for Leases {
+    async fn schedule(&self, job: ConnectionId, due_in: Duration) -> Result<(), StoreError> {
+        Leases::schedule(self, &job.to_string(), due_in)
+            .await
+            .map(drop)
+    }
+
+    async fn claim(
+        &self,
+        node: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<JobLease>, StoreError> {
+        let got = Leases::claim(self, node, max, lease).await?;
+        Ok(got.iter().filter_map(job_lease).collect())
+    }
+
+    async fn claim_now(
+        &self,
+        node: &str,
+        job: ConnectionId,
+        lease: Duration,
+    ) -> Result<Option<JobLease>, StoreError> {
+        let got = Leases::claim_now(self, node, &job.to_string(), lease).await?;
+        Ok(got.as_ref().and_then(job_lease))
+    }
+
+    async fn renew(&self, node: &str, held: JobLease, lease: Duration) -> Result<bool, StoreError> {
+        Leases::renew(self, &lease_of(node, held), lease).await
+    }
+
+    async fn complete(
+        &self,
+        node: &str,
+        held: JobLease,
+        next_in: Duration,
+    ) -> Result<bool, StoreError> {
+        Leases::complete(self, &lease_of(node, held), next_in).await
+    }
+
+    async fn trigger(&self, job: ConnectionId) -> Result<(), StoreError> {
+        Leases::trigger(self, &job.to_string()).await.map(drop)
+    }
+
+    async fn remove(&self, job: ConnectionId) -> Result<(), StoreError> {
+        Leases::remove(self, &job.to_string()).await
+    }
+}
+
+/// A claimed row as a scheduler lease; rows not named by a connection id are not ours.
+fn job_lease(l: &Lease) -> Option<JobLease> {
+    let job = l.job.parse().ok();
+    if job.is_none() {
+        tracing::warn!(job = %l.job, "a lease that is not a connection id was claimed");
+    }
+    job.map(|job| JobLease {
+        job,
+        fence: l.fence,
+    })
+}
+
+fn lease_of(node: &str, held: JobLease) -> Lease {
+    Lease {
+        job: held.job.to_string(),
+        holder: node.to_string(),
+        fence: held.fence,
     }
 }

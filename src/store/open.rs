@@ -20,6 +20,33 @@ pub async fn open_configured(config: &Config) -> Result<Arc<dyn Store>, StoreErr
     }
 }
 
+/// Opens the configured store for `serve`, with the shared lease table the scheduler runs
+/// through when the store is PostgreSQL (`None` for sled: one node, local schedule).
+pub async fn open_for_serve(
+    config: &Config,
+) -> Result<(Arc<dyn Store>, Option<Arc<dyn crate::scheduler::JobLeases>>), StoreError> {
+    match config.store {
+        StoreKind::Sled => Ok((Arc::new(SledStore::open(sled_dir(config))?), None)),
+        StoreKind::Postgres => open_postgres_leased(config).await,
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres_leased(
+    config: &Config,
+) -> Result<(Arc<dyn Store>, Option<Arc<dyn crate::scheduler::JobLeases>>), StoreError> {
+    let store = Arc::new(super::PgStore::open(&postgres_settings(config)?).await?);
+    let leases = super::leases::Leases::new(store.clone());
+    Ok((store, Some(Arc::new(leases))))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres_leased(
+    config: &Config,
+) -> Result<(Arc<dyn Store>, Option<Arc<dyn crate::scheduler::JobLeases>>), StoreError> {
+    Ok((open_postgres(config).await?, None))
+}
+
 #[cfg(feature = "postgres")]
 async fn open_postgres(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(

@@ -435,6 +435,7 @@ impl Data {
         let lock = self.user_lock(user.id);
         let _g = lock.lock().await;
         let mut st = self.catch_up_locked(user).await?;
+        let before = encode(&st)?;
         let id = self.store().next_id(SEQ_COLL).await?;
         let c = Collection {
             id,
@@ -450,6 +451,7 @@ impl Data {
         );
         let mut b = Batch::new();
         b.put(COLLS, key(&[user.id, id]), encode(&c)?);
+        b.expect(VSTATE, k8(user.id).to_vec(), Some(before));
         b.put(VSTATE, k8(user.id).to_vec(), encode(&st)?);
         self.store().commit(b).await?;
         Ok(c)
@@ -522,19 +524,31 @@ impl Data {
         self.catch_up_locked(user).await
     }
 
-    async fn load_state(&self, user: u64) -> Result<Option<ViewState>, DataError> {
-        match self.store().get(VSTATE, &k8(user)).await? {
-            Some(b) => Ok(Some(decode(VSTATE, &b)?)),
-            None => Ok(None),
+    /// Catches up; another node catching the same view up at the same time makes the loser
+    /// of the state's compare-and-swap start over from the winner's state.
+    async fn catch_up_locked(&self, user: &User) -> Result<ViewState, DataError> {
+        let mut attempts = 0;
+        loop {
+            match self.catch_up_once(user).await {
+                Err(DataError::Store(StoreError::Conflict { .. })) if attempts < 8 => {
+                    attempts += 1;
+                }
+                other => return other,
+            }
         }
     }
 
-    async fn catch_up_locked(&self, user: &User) -> Result<ViewState, DataError> {
-        let watermark = self.crm.current_seq();
-        let state = self.load_state(user.id).await?;
+    async fn catch_up_once(&self, user: &User) -> Result<ViewState, DataError> {
+        let watermark = self.crm.current_seq().await?;
+        // The state as stored: every commit below is guarded on it (views are shared by nodes).
+        let raw = self.store().get(VSTATE, &k8(user.id)).await?;
+        let state = match &raw {
+            Some(b) => Some(decode::<ViewState>(VSTATE, b)?),
+            None => None,
+        };
         let Some(mut state) = state else {
             return self
-                .rebuild(user, ViewState::default(), watermark, true)
+                .rebuild(user, ViewState::default(), watermark, true, raw)
                 .await;
         };
         if state.caught_up >= watermark {
@@ -560,7 +574,7 @@ impl Data {
             }
         }
         if context_changed {
-            return self.rebuild(user, state, watermark, false).await;
+            return self.rebuild(user, state, watermark, false, raw).await;
         }
         let ctx = self.crm.access_context().await?;
         // The viewer's own record may have changed (role, admin) only through a context event,
@@ -585,6 +599,7 @@ impl Data {
                 .await?;
         }
         state.caught_up = watermark;
+        batch.expect(VSTATE, k8(user.id).to_vec(), raw);
         batch.put(VSTATE, k8(user.id).to_vec(), encode(&state)?);
         self.store().commit(batch).await?;
         Ok(state)
@@ -651,6 +666,7 @@ impl Data {
         mut state: ViewState,
         watermark: u64,
         fresh: bool,
+        raw: Option<Vec<u8>>,
     ) -> Result<ViewState, DataError> {
         // The viewer's own role/admin flag may have changed: read it again.
         let viewer = self
@@ -709,6 +725,7 @@ impl Data {
             });
         }
         state.caught_up = watermark;
+        batch.expect(VSTATE, k8(user.id).to_vec(), raw);
         batch.put(VSTATE, k8(user.id).to_vec(), encode(&state)?);
         self.store().commit(batch).await?;
         Ok(state)
