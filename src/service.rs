@@ -427,6 +427,14 @@ impl ServiceBuilder {
             Arc::new(ServiceJobRunner { core: core.clone() }),
             self.store,
         );
+        // This process holds the store: a run still recorded as running died with its process.
+        let interrupted = core.connections.interrupt_stale_runs().await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                runs = interrupted,
+                "marked runs left running by a stopped process as failed (interrupted)"
+            );
+        }
         for c in core.connections.all().await? {
             if c.state != ConnectionState::Setup {
                 scheduler.upsert(Core::job_spec(&c)).await?;
@@ -784,6 +792,10 @@ pub async fn sync_once(
     if conn.state == ConnectionState::Setup {
         return Err(SyncOnceError::NotStarted(id));
     }
+    core.connections
+        .interrupt_stale_runs()
+        .await
+        .map_err(ServiceError::from)?;
     let run_id = store
         .next_id(crate::scheduler::SEQ_RUN)
         .await
