@@ -19,173 +19,22 @@
 //! (docs/RELIABILITY.md has the latest result).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fault_support;
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use fault_support::{filled_book, serve, vcf_files, Api};
 use serde_json::{json, Value};
 use support::Radicale;
-
-const ADMIN_PASSWORD: &str = "correct-horse-battery";
-
-/// The server process; SIGKILLed on drop (the test's own child, by its handle).
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Serve {
-    /// `kill -9`: no shutdown, no checkpoint.
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Serve {
-    let port = support::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cardbridge"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data)
-        .env_remove("CARDBRIDGE_CONFIG")
-        .env("CARDBRIDGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("CARDBRIDGE_ALLOW_PRIVATE_NETWORKS", "true")
-        .env("CARDBRIDGE_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("cardbridge serve did not print its listening line");
-        if line.contains("listening on") || line.contains("listening (http)") {
-            break;
-        }
-    }
-    Serve {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}/api/v1{path}", self.base);
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), &url)
-            .basic_auth("admin", Some(ADMIN_PASSWORD));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, v)
-    }
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method, path, body).await;
-        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
-        v["data"].clone()
-    }
-    async fn refresh(&self, id: u64) -> Value {
-        let v = self
-            .ok(
-                "POST",
-                &format!("/connections/{id}/refresh?wait=true"),
-                None,
-            )
-            .await;
-        assert_eq!(v["run"]["state"], "succeeded", "{v}");
-        v["run"]["summary"].clone()
-    }
-    /// Every person, following `next_cursor`.
-    async fn persons(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut cursor = String::new();
-        loop {
-            let url = format!("{}/api/v1/persons?limit=500{cursor}", self.base);
-            let v: Value = self
-                .http
-                .get(&url)
-                .basic_auth("admin", Some(ADMIN_PASSWORD))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            out.extend(v["data"].as_array().unwrap().iter().cloned());
-            match v["additional_data"]["pagination"]["next_cursor"].as_str() {
-                Some(c) => cursor = format!("&cursor={c}"),
-                None => return out,
-            }
-        }
-    }
-}
 
 fn cards_wanted() -> usize {
     std::env::var("FAULT_CARDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(400)
-}
-
-/// A realistic-enough card: non-ASCII names, a unique email and UID.
-fn card(i: usize) -> String {
-    const GIVEN: [&str; 6] = ["Zoë", "José", "Søren", "Anaïs", "Łukasz", "Ümit"];
-    const FAMILY: [&str; 5] = ["Ng", "Müller", "Ørsted", "Dvořák", "O'Brien"];
-    let g = GIVEN[i % GIVEN.len()];
-    let f = FAMILY[i % FAMILY.len()];
-    format!(
-        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:fault-{i}\r\nN:{f};{g};;;\r\nFN:{g} {f} {i}\r\n\
-         EMAIL;TYPE=INTERNET,WORK:card{i}@example.org\r\nTEL;TYPE=CELL:+1 202 555 {:04}\r\n\
-         ORG:Acme\r\nTITLE:Engineer {i}\r\nEND:VCARD\r\n",
-        i % 10_000
-    )
-}
-
-/// Radicale's folder of `/<user>/<book>/`.
-fn book_dir(r: &Radicale, book: &str) -> PathBuf {
-    r.data_dir.join("collection-root").join(&r.user).join(book)
-}
-
-/// The `.vcf` files of a book folder.
-fn vcf_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map_while(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "vcf"))
-        .collect()
 }
 
 /// How many items Radicale has cached (it caches an item when it first reads it).
@@ -217,11 +66,7 @@ async fn scenario(radicale: &Radicale, n: usize, point: KillPoint) {
     let t0 = Instant::now();
     let m = (n / 4).max(1);
     let name = format!("{point:?}").to_lowercase();
-    let book = radicale.new_addressbook(&name);
-    let dir = book_dir(radicale, &name);
-    for i in 0..n {
-        std::fs::write(dir.join(format!("c{i}.vcf")), card(i)).unwrap();
-    }
+    let (book, dir) = filled_book(radicale, &name, n);
 
     let tmp = tempfile::Builder::new()
         .prefix("cardbridge-kill-")
