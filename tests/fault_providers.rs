@@ -6,17 +6,37 @@
 //! `/connections/{id}/status` (latest run failed with its error, `failed_runs_30_days`) and in
 //! `/metrics`. After each fault the next refresh succeeds, and at the end the CRM and
 //! Radicale hold exactly the expected persons and cards, without duplicates, and a sync with
-//! no changes changes nothing.
+//! no changes changes nothing. Malformed JSON from the Google and Graph fakes (through the same
+//! proxy) fails the run with a provider error, and the next run converges.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "fakes/fault_proxy.rs"]
 mod fault_proxy;
 mod fault_support;
+#[path = "fakes/google.rs"]
+mod google_fake;
+#[path = "fakes/graph.rs"]
+mod graph_fake;
 mod support;
+mod sync_support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cardbridge::crm::{MappingConfig, Visibility};
+use cardbridge::providers::google::{GoogleConfig, GoogleProvider, GROUP_ALL};
+use cardbridge::providers::graph::{GraphConfig, GraphProvider};
+use cardbridge::providers::http::{AccessTokenSource, RetryPolicy};
+use cardbridge::providers::oauth::{OAuthClient, OAuthEndpoints, SecretBox, TokenManager};
+use cardbridge::providers::{Provider, ProviderError, ProviderKind};
+use cardbridge::sync::connection::SyncConnection;
+use cardbridge::sync::execute::{self, SyncError};
+use cardbridge::sync::merge::Policy;
+use cardbridge::sync::reconcile::Direction;
+use sync_support::{crm_with_users, MapStore};
 
 use fault_proxy::{Fault, FaultProxy};
 use fault_support::{filled_book, serve, vcf_files, Api};
@@ -298,4 +318,139 @@ async fn provider_faults_are_retried_or_fail_visibly_and_the_sync_ends_correct()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(failed >= 7, "failed runs in /metrics: {failed}");
+}
+
+// ------------------------------------------------------------------ malformed JSON (Google, Graph)
+
+const GRAPH_FOLDER: &str = "AAMkAGI2TAAA=";
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_secs(10),
+    }
+}
+
+fn cloud_conn(user: u64, kind: ProviderKind, group: &str) -> SyncConnection {
+    SyncConnection {
+        id: 3,
+        user_id: user,
+        provider: kind,
+        group: group.into(),
+        direction: Direction::TwoWay,
+        policy: Policy::NewestWins,
+        visibility: Visibility::EntireCompany,
+        mapping: MappingConfig::default(),
+        default_region: Some("US".into()),
+    }
+}
+
+/// The proxy in front of a fake whose root is `base` (`http://127.0.0.1:PORT/...`); returns
+/// the proxy and `base` rewritten to go through it.
+async fn proxied(base: &str) -> (FaultProxy, String) {
+    let url: reqwest::Url = base.parse().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], url.port().unwrap()));
+    let proxy = FaultProxy::start(addr).await;
+    let through = format!("{}{}", proxy.url.trim_end_matches('/'), url.path());
+    (proxy, through)
+}
+
+struct StaticTokens;
+
+#[async_trait]
+impl AccessTokenSource for StaticTokens {
+    async fn access_token(&self) -> Result<String, ProviderError> {
+        Ok("tok".into())
+    }
+    async fn invalidate(&self, _token: &str) {}
+}
+
+/// Runs `provider` with a malformed JSON answer to its first GET: the run fails with a
+/// protocol error and commits nothing wrong; the next runs pull everything once and then
+/// nothing.
+async fn malformed_json_then_converges(
+    provider: &dyn Provider,
+    proxy: &FaultProxy,
+    kind: ProviderKind,
+    group: &str,
+    n: usize,
+) {
+    let store = Arc::new(MapStore::default());
+    let (crm, alice, _) = crm_with_users(store.clone()).await;
+    let c = cloud_conn(alice.id, kind, group);
+    proxy.arm("GET", Fault::MalformedJson, Some(1));
+    let err = execute::run(&c, provider, &crm, store.as_ref())
+        .await
+        .expect_err("a malformed page fails the run");
+    assert_eq!(proxy.injected(), 1);
+    eprintln!("{kind:?} malformed JSON: {err}");
+    assert!(
+        matches!(err, SyncError::Provider(_)),
+        "a provider error, not a panic or a CRM write: {err}"
+    );
+    let s = execute::run(&c, provider, &crm, store.as_ref())
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let persons = crm.list_persons(None, 500).await.unwrap().persons;
+    assert_eq!(persons.len(), n, "{kind:?}");
+    let emails: BTreeSet<String> = persons
+        .iter()
+        .flat_map(|p| p.emails.iter().map(|e| e.value.to_lowercase()))
+        .collect();
+    assert_eq!(emails.len(), n, "{kind:?}: no duplicates");
+    let s = execute::run(&c, provider, &crm, store.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.counts.added() + s.counts.updated() + s.counts.deleted(),
+        0,
+        "{kind:?}: nothing left to do: {s:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_graph_json_fails_the_run_and_the_next_one_converges() {
+    let fake = graph_fake::FakeGraph::start("tok").await;
+    fake.add_folder(GRAPH_FOLDER, "Contacts", None);
+    fake.seed(GRAPH_FOLDER, 0, 120);
+    let (proxy, base) = proxied(&fake.base).await;
+    let mut cfg = GraphConfig::new(format!("user-{}@contoso.com", uuid::Uuid::new_v4()));
+    cfg.base_url = base;
+    cfg.page_size = 50;
+    cfg.retry = fast_retry();
+    let p = GraphProvider::new(cfg, Arc::new(StaticTokens)).unwrap();
+    malformed_json_then_converges(&p, &proxy, ProviderKind::Graph, GRAPH_FOLDER, 120).await;
+}
+
+#[tokio::test]
+async fn malformed_google_json_fails_the_run_and_the_next_one_converges() {
+    const REFRESH: &str = "1//fake-refresh-initial";
+    let fake = google_fake::FakeGoogle::start().await;
+    fake.add_refresh_token(REFRESH);
+    fake.seed(0, 120, &[]);
+    let (proxy, base) = proxied(&fake.base_url).await;
+    let http = reqwest::Client::new();
+    let secrets = Arc::new(SecretBox::from_key(&[3u8; 32]).unwrap());
+    let sealed = secrets.seal(REFRESH.as_bytes()).unwrap();
+    let endpoints = OAuthEndpoints {
+        authorize_url: fake.authorize_url().parse().unwrap(),
+        token_url: fake.token_url().parse().unwrap(),
+    };
+    let mut client = OAuthClient::google(
+        "client-id",
+        Some("s3cret".into()),
+        "http://127.0.0.1:1/cb",
+        endpoints,
+    );
+    client.retry = fast_retry();
+    let tokens = Arc::new(TokenManager::new(client, http.clone(), secrets, sealed));
+    let config = GoogleConfig {
+        base_url: base.parse().unwrap(),
+        page_size: 50,
+        retry: fast_retry(),
+    };
+    let p = GoogleProvider::new(http, tokens, config);
+    malformed_json_then_converges(&p, &proxy, ProviderKind::Google, GROUP_ALL, 120).await;
 }

@@ -2,7 +2,8 @@
 //! port, forwards each request to the upstream, and, while a fault is armed for the request's
 //! method, answers instead with a 500, a 429 with `Retry-After`, a dropped connection (closed
 //! without an answer, after an optional stall), a truncated body (the full `Content-Length`,
-//! half the bytes, then close) or malformed XML (a 207 whose multistatus is cut mid-element).
+//! half the bytes, then close), malformed XML (a 207 whose multistatus is cut mid-element) or
+//! malformed JSON (a 200 cut mid-object, for the Google and Graph fakes).
 //! One request per connection (`Connection: close`), so a fault never leaks into the next one.
 //! Counts what it injected, so a test can prove the fault was hit.
 #![allow(dead_code, clippy::unwrap_used)]
@@ -28,6 +29,8 @@ pub enum Fault {
     Truncate,
     /// A 207 whose XML body stops in the middle of an element.
     MalformedXml,
+    /// A 200 `application/json` body that stops in the middle of an object.
+    MalformedJson,
 }
 
 #[derive(Default)]
@@ -168,6 +171,11 @@ async fn handle(
             let ct = "Content-Type: application/xml; charset=utf-8\r\n";
             return reply(&mut sock, "207 Multi-Status", &[ct], b.as_bytes()).await;
         }
+        Some(Fault::MalformedJson) => {
+            let b = r#"{"value": [{"id": "AAMk", "displayName": "#;
+            let ct = "Content-Type: application/json; charset=utf-8\r\n";
+            return reply(&mut sock, "200 OK", &[ct], b.as_bytes()).await;
+        }
         Some(Fault::Truncate) | None => {}
     }
     // Forward: the same head (with `Connection: close`) and body, to the upstream.
@@ -189,6 +197,7 @@ async fn handle(
     up.write_all(&body).await?;
     let mut answer = Vec::new();
     up.read_to_end(&mut answer).await?;
+    let answer = rewrite_links(answer, upstream, sock.local_addr()?);
     if fault == Some(Fault::Truncate) {
         let end = find(&answer, b"\r\n\r\n").map_or(answer.len(), |i| i + 4);
         let keep = end + (answer.len() - end) / 2;
@@ -197,6 +206,39 @@ async fn handle(
     }
     sock.write_all(&answer).await?;
     sock.shutdown().await
+}
+
+/// Points absolute links in the answer (Graph's `@odata.nextLink`, Google's none) at the
+/// proxy instead of the upstream, fixing `Content-Length`; answers without one pass as is.
+fn rewrite_links(answer: Vec<u8>, upstream: SocketAddr, proxy: SocketAddr) -> Vec<u8> {
+    let Some(end) = find(&answer, b"\r\n\r\n").map(|i| i + 4) else {
+        return answer;
+    };
+    let head = String::from_utf8_lossy(&answer[..end]).to_string();
+    let has_len = head
+        .to_ascii_lowercase()
+        .lines()
+        .any(|l| l.starts_with("content-length:"));
+    let from = upstream.to_string();
+    let Ok(body) = std::str::from_utf8(&answer[end..]) else {
+        return answer;
+    };
+    if !has_len || !body.contains(&from) {
+        return answer;
+    }
+    let body = body.replace(&from, &proxy.to_string());
+    let mut out = String::new();
+    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+        if line.to_ascii_lowercase().starts_with("content-length:") {
+            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        } else {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    out.into_bytes()
 }
 
 async fn reply(
