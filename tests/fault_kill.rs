@@ -79,30 +79,10 @@ async fn scenario(radicale: &Radicale, n: usize, point: KillPoint) {
         .unwrap();
     let data = tmp.path().join("data");
     let server = serve(&data);
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: server.base.clone(),
-    };
-    let conn = api
-        .ok(
-            "POST",
-            "/connections",
-            Some(json!({
-                "provider": "carddav",
-                "email": "alice@example.org",
-                "server_url": radicale.url,
-                "username": radicale.user,
-                "password": radicale.password,
-            })),
-        )
+    let api = Api::new(&server);
+    let id = api
+        .two_way_carddav(&radicale.url, &radicale.user, &radicale.password, &book)
         .await;
-    let id = conn["id"].as_u64().unwrap();
-    api.ok(
-        "PATCH",
-        &format!("/connections/{id}/settings"),
-        Some(json!({"sync_group": book, "direction": "two_way", "visibility": "entire_company"})),
-    )
-    .await;
     for j in 0..m {
         api.ok(
             "POST",
@@ -145,10 +125,7 @@ async fn scenario(radicale: &Radicale, n: usize, point: KillPoint) {
     server.kill9();
 
     let server = serve(&data);
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: server.base.clone(),
-    };
+    let api = Api::new(&server);
     let run = api
         .ok("GET", &format!("/connections/{id}/runs/{killed_run}"), None)
         .await;

@@ -146,30 +146,10 @@ async fn provider_faults_are_retried_or_fail_visibly_and_the_sync_ends_correct()
         .tempdir()
         .unwrap();
     let server = serve(&tmp.path().join("data"));
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: server.base.clone(),
-    };
-    let conn = api
-        .ok(
-            "POST",
-            "/connections",
-            Some(json!({
-                "provider": "carddav",
-                "email": "alice@example.org",
-                "server_url": proxy.url,
-                "username": radicale.user,
-                "password": radicale.password,
-            })),
-        )
+    let api = Api::new(&server);
+    let id = api
+        .two_way_carddav(&proxy.url, &radicale.user, &radicale.password, &book)
         .await;
-    let id = conn["id"].as_u64().unwrap();
-    api.ok(
-        "PATCH",
-        &format!("/connections/{id}/settings"),
-        Some(json!({"sync_group": book, "direction": "two_way", "visibility": "entire_company"})),
-    )
-    .await;
 
     // The first run meets a 500 on its sync REPORT: it fails and says so.
     proxy.arm("REPORT", Fault::Status500, None);

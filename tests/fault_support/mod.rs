@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::{self, Radicale};
 
@@ -78,6 +78,35 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client of `serve`'s API, as the admin.
+    pub fn new(serve: &Serve) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: serve.base.clone(),
+        }
+    }
+    /// Creates a CardDAV connection and sets it up (two-way, company-wide) on `book`; returns
+    /// its id. Not started.
+    pub async fn two_way_carddav(&self, server_url: &str, user: &str, pw: &str, book: &str) -> u64 {
+        let conn = self
+            .ok(
+                "POST",
+                "/connections",
+                Some(json!({"provider": "carddav", "email": "alice@example.org",
+                    "server_url": server_url, "username": user, "password": pw})),
+            )
+            .await;
+        let id = conn["id"].as_u64().unwrap();
+        self.ok(
+            "PATCH",
+            &format!("/connections/{id}/settings"),
+            Some(
+                json!({"sync_group": book, "direction": "two_way", "visibility": "entire_company"}),
+            ),
+        )
+        .await;
+        id
+    }
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}/api/v1{path}", self.base);
         let mut req = self
