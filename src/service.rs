@@ -447,10 +447,23 @@ impl ServiceBuilder {
             allow_private_networks: self.allow_private_networks,
         });
         let job_runner = Arc::new(ServiceJobRunner { core: core.clone() });
+        let clustered = self.cluster.is_some();
         let scheduler = match self.cluster {
             Some(c) => Scheduler::with_cluster(self.scheduler, job_runner, self.store, c),
             None => Scheduler::new(self.scheduler, job_runner, self.store),
         };
+        // A lone node holds the store: a run still recorded as running died with its process.
+        // (Nodes sharing PostgreSQL cannot tell: another node may be running it; their leases
+        // expire instead, and the run record stays until that node or the next run settles it.)
+        if !clustered {
+            let interrupted = core.connections.interrupt_stale_runs().await?;
+            if interrupted > 0 {
+                tracing::warn!(
+                    runs = interrupted,
+                    "marked runs left running by a stopped process as failed (interrupted)"
+                );
+            }
+        }
         for c in core.connections.all().await? {
             if c.state != ConnectionState::Setup {
                 scheduler.upsert(Core::job_spec(&c)).await?;
@@ -814,6 +827,10 @@ pub async fn sync_once(
     if conn.state == ConnectionState::Setup {
         return Err(SyncOnceError::NotStarted(id));
     }
+    core.connections
+        .interrupt_stale_runs()
+        .await
+        .map_err(ServiceError::from)?;
     let run_id = store
         .next_id(crate::scheduler::SEQ_RUN)
         .await

@@ -26,6 +26,10 @@ pub const CONNECTIONS: Space = "svc.connections";
 pub const CONNECTIONS_BY_USER: Space = "svc.connections.by_user";
 /// Run records.
 pub const RUNS: Space = "svc.runs";
+
+/// The error recorded on a run whose process died while it ran.
+pub const INTERRUPTED_RUN: &str =
+    "interrupted: the server stopped during this run; the next run resumes from its last checkpoint";
 /// Recorded conflicts.
 pub const CONFLICTS: Space = "svc.conflicts";
 /// Sequence of connection ids.
@@ -416,6 +420,30 @@ impl Connections {
             }
         }
         self.store.commit(b).await
+    }
+
+    /// Marks every run still recorded as running as failed ("interrupted"). Called when a
+    /// process opens the store for itself (`serve` start, `cardbridge sync`): a run record left
+    /// `running` then belongs to a process that died (`kill -9`, power loss) and would
+    /// otherwise be reported as running forever. The next run resumes from the last committed
+    /// checkpoint. Returns how many were marked.
+    ///
+    /// With several nodes on one PostgreSQL schema this must only touch runs whose lease
+    /// expired, once the multi-node scheduler is wired (docs/SCALING.md).
+    pub async fn interrupt_stale_runs(&self) -> Result<u64, StoreError> {
+        let mut marked = 0;
+        for c in self.all().await? {
+            for mut r in self.runs(c.id).await? {
+                if r.state == RunState::Running {
+                    r.state = RunState::Failed;
+                    r.ended = Some(now_rfc3339());
+                    r.error = Some(INTERRUPTED_RUN.to_string());
+                    self.put_run(&r).await?;
+                    marked += 1;
+                }
+            }
+        }
+        Ok(marked)
     }
 
     /// One run.
