@@ -150,3 +150,14 @@ fn labels_attach_until_nothing_moves() {
     assert!(out.contains("LABEL=\"Home label\":;;2 Side St"), "{out}");
     assert!(!out.contains("\r\nLABEL"), "{out}");
 }
+
+/// crash-aabc884d: `BDAY;ENCODING=b:...` is inline data in a date property. It was written back
+/// as a `data:` URI without VALUE=text, which the next read took for text and then typed, so
+/// normalizing was not idempotent.
+#[test]
+fn inline_data_in_a_date_property_becomes_typed_text() {
+    let input = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\nBDAY;ENCODING=b:/w==\r\nEND:VCARD\r\n";
+    check(input.as_bytes());
+    let out = write_v4(&read_normalized(input).cards[0]);
+    assert!(out.contains("BDAY;VALUE=text:data:"), "{out}");
+}

@@ -204,6 +204,10 @@ fn normalize_entry(entry: &mut VCardEntry) {
             }
         }
         VCardProperty::Bday | VCardProperty::Anniversary | VCardProperty::Deathdate => {
+            // Inline data in a date property (`ENCODING=b`) is written back as a `data:` URI,
+            // which is text here: make it text now, so that it gets its VALUE=text below.
+            drop_bogus_media_types(entry);
+            text_for_binary_of_text_properties(entry);
             let text_typed = entry.params.iter().any(|p| {
                 p.name == VCardParameterName::Value
                     && p.value == VCardParameterValue::ValueType(VCardValueType::Text)
@@ -275,19 +279,7 @@ fn normalize_entry(entry: &mut VCardEntry) {
     }
 
     text_for_impossible_dates(entry);
-    // calcard takes whatever stands between `data:` and `;base64,` as the media type; one that
-    // is not a media type (RFC 6838 §4.2) is dropped here and guessed again below.
-    for value in &mut entry.values {
-        if let VCardValue::Binary(data) = value {
-            if data
-                .content_type
-                .as_deref()
-                .is_some_and(|c| !is_media_type(c))
-            {
-                data.content_type = None;
-            }
-        }
-    }
+    drop_bogus_media_types(entry);
     text_for_binary_of_text_properties(entry);
 
     let is_binary_prop = BINARY_PROPS
@@ -528,6 +520,22 @@ fn text_for_binary_of_text_properties(entry: &mut VCardEntry) {
             let mut text = format!("{DATA_URI_SCHEME}{media};base64,");
             base64::prelude::BASE64_STANDARD.encode_string(&data.data, &mut text);
             *value = VCardValue::Text(text);
+        }
+    }
+}
+
+/// calcard takes whatever stands between `data:` and `;base64,` as the media type; one that is
+/// not a media type (RFC 6838 §4.2) is dropped (and guessed again for binary properties).
+fn drop_bogus_media_types(entry: &mut VCardEntry) {
+    for value in &mut entry.values {
+        if let VCardValue::Binary(data) = value {
+            if data
+                .content_type
+                .as_deref()
+                .is_some_and(|c| !is_media_type(c))
+            {
+                data.content_type = None;
+            }
         }
     }
 }
