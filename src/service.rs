@@ -420,7 +420,12 @@ impl ServiceBuilder {
 
     /// Opens the CRM, registers every active connection with the scheduler and starts it.
     pub async fn start(self) -> Result<ApiState, ServiceError> {
-        let crm = Crm::open(self.store.clone(), CrmConfig::default()).await?;
+        // Nodes sharing PostgreSQL share the change log; a sled store is this process's alone.
+        let crm_config = CrmConfig {
+            shared_store: self.cluster.is_some(),
+            ..CrmConfig::default()
+        };
+        let crm = Crm::open(self.store.clone(), crm_config).await?;
         let (connector, runner) = match (self.connector, self.runner) {
             (Some(c), Some(r)) => (c, r),
             (c, r) => {

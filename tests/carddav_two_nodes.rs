@@ -43,7 +43,17 @@ const BOOK: &str = "/dav/addressbooks/alice/persons/";
 impl Node {
     async fn open(schema: &str) -> (Node, Arc<Crm>) {
         let store = Arc::new(PgStore::open(&pg_support::settings(schema)).await.unwrap());
-        let crm = Arc::new(Crm::open(store, CrmConfig::default()).await.unwrap());
+        let crm = Arc::new(
+            Crm::open(
+                store,
+                CrmConfig {
+                    shared_store: true,
+                    ..CrmConfig::default()
+                },
+            )
+            .await
+            .unwrap(),
+        );
         let config = ServerConfig {
             auth: AuthConfig {
                 base_delay: Duration::from_millis(200),

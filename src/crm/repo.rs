@@ -321,6 +321,11 @@ pub struct CrmConfig {
     pub default_region: Option<phonenumber::country::Id>,
     /// The clock; `None` uses the system clock.
     pub clock: Option<Clock>,
+    /// Other processes write the same store (nodes sharing PostgreSQL). When `false` (a store
+    /// this process holds alone, like sled), a change-log number allocated before
+    /// [`Crm::open`] and never committed was abandoned by a process that has stopped, so it is
+    /// voided at once instead of after [`VOID_GRACE`].
+    pub shared_store: bool,
 }
 
 /// A write added to a caller's batch. Keep it until the batch has been committed (or given
@@ -353,6 +358,9 @@ struct LogState {
     settled: u64,
     /// Other writers' missing numbers, and when this process first saw each missing.
     gaps: BTreeMap<u64, std::time::Instant>,
+    /// With a store held alone: a number allocated when this process opened it. Every missing
+    /// number below it belongs to a stopped process (0: the store is shared).
+    opened_at: u64,
 }
 
 struct SeqGuard {
@@ -468,14 +476,22 @@ impl Crm {
                 .map_or(0, u64::from_be_bytes),
             None => 0,
         };
+        let mut log = LogState {
+            settled,
+            ..LogState::default()
+        };
+        if !config.shared_store {
+            // Allocated and released at once: it and every missing number below it are voided
+            // by the next `current_seq`.
+            let mark = store.next_id(SEQ_CHANGE).await?;
+            log.opened_at = mark;
+            log.released.insert(mark);
+        }
         Ok(Crm {
             store,
             region: config.default_region,
             clock: config.clock.unwrap_or_else(|| Arc::new(Utc::now)),
-            log: Arc::new(Mutex::new(LogState {
-                settled,
-                ..LogState::default()
-            })),
+            log: Arc::new(Mutex::new(log)),
             alloc: Arc::new(tokio::sync::Mutex::new(())),
             admin: Arc::new(tokio::sync::Mutex::new(())),
         })
@@ -527,6 +543,9 @@ impl Crm {
                     }
                     if st.released.contains(&next) {
                         // Ours and done, yet absent: abandoned.
+                        void = Some(next);
+                    } else if next < st.opened_at {
+                        // Allocated by a stopped process of a store held alone: abandoned.
                         void = Some(next);
                     } else if next <= top && !st.in_flight.contains(&next) {
                         // Missing below a settled number, so allocated: another writer's.

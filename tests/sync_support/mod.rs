@@ -371,6 +371,7 @@ pub async fn crm_with_users(store: Arc<dyn Store>) -> (Crm, User, User) {
         CrmConfig {
             default_region: Some(phonenumber::country::Id::US),
             clock: None,
+            shared_store: false,
         },
     )
     .await
@@ -395,6 +396,7 @@ pub async fn reopen(store: Arc<dyn Store>) -> Crm {
         CrmConfig {
             default_region: Some(phonenumber::country::Id::US),
             clock: None,
+            shared_store: false,
         },
     )
     .await
