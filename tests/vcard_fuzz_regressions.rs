@@ -161,3 +161,21 @@ fn inline_data_in_a_date_property_becomes_typed_text() {
     let out = write_v4(&read_normalized(input).cards[0]);
     assert!(out.contains("BDAY;VALUE=text:data:"), "{out}");
 }
+
+/// crash-72013797: a TYPE parameter of two quoted values (`TYPE="a b","c d",cell`), folded
+/// inside the quotes. The 3.0 fix that unquotes `TYPE="a,b"` looked at the first physical line
+/// only and stripped the outer quotes of the list, leaving a stray quote that the next read
+/// turned into `^'`. Fixes now work on the unfolded line, and unquote one quoted value only.
+#[test]
+fn quoted_type_lists_survive_folding() {
+    let input = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\n\
+                 TEL;TYPE=\"work\tx\",\"\r\n voice\ty\",cell:+1 555 0100\r\n\
+                 TEL;TYPE=\"home,\r\n fax\":+1 555 0101\r\nEND:VCARD\r\n";
+    check(input.as_bytes());
+    let out = write_v4(&read_normalized(input).cards[0]);
+    assert!(!out.contains("^'"), "{out}");
+    assert!(
+        out.contains("TYPE=fax,home:+1 555 0101") || out.contains("TYPE=home,fax:+1 555 0101"),
+        "{out}"
+    );
+}

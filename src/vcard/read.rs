@@ -319,10 +319,8 @@ impl CardScan {
                 }
             } else if pname.eq_ignore_ascii_case("BASE64") {
                 encoded_b64 = true;
-            } else if pname.eq_ignore_ascii_case("TYPE")
-                && pvalue.starts_with('"')
-                && pvalue.contains(',')
-            {
+            } else if pname.eq_ignore_ascii_case("TYPE") && pvalue.starts_with('"') {
+                // Decided on the unfolded line by `fix_lines` (the value may be folded).
                 needs_fix = true;
             }
         }
@@ -478,53 +476,72 @@ fn basic_date_form(value: &str) -> Option<String> {
 /// `TYPE="a,b"` → `TYPE=a,b`, and extended dates (`--MM-DD`, `YYYY-MM-DD`) → basic form.
 fn fix_lines(text: &str, first_line: usize, lines: &[usize]) -> String {
     let mut out = String::with_capacity(text.len() + 16);
-    for (idx, raw) in text.split_inclusive('\n').enumerate() {
-        if !lines.contains(&(first_line + idx)) {
+    let physical: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut idx = 0;
+    while let Some(raw) = physical.get(idx) {
+        let raw = *raw;
+        idx += 1;
+        if !lines.contains(&(first_line + idx - 1)) {
             out.push_str(raw);
             continue;
         }
-        let body = raw.trim_end_matches(['\r', '\n']);
-        let ending = raw.get(body.len()..).unwrap_or_default();
-        let colon = find_unquoted_colon(body).unwrap_or(body.len());
-        let head = body.get(..colon).unwrap_or_default();
-        let value = body.get(colon..).unwrap_or_default();
-        let mut parts = head.split(';');
-        out.push_str(parts.next().unwrap_or_default());
-        for param in parts {
-            out.push(';');
-            let (pname, pvalue) = param.split_once('=').unwrap_or((param, ""));
-            if pname.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE) && pvalue.is_empty() {
-                out.push_str("ENCODING=QUOTED-PRINTABLE");
-            } else if pname.eq_ignore_ascii_case("TYPE")
-                && pvalue.len() >= 2
-                && pvalue.starts_with('"')
-                && pvalue.ends_with('"')
-            {
-                out.push_str(pname);
-                out.push('=');
-                out.push_str(pvalue.get(1..pvalue.len() - 1).unwrap_or_default());
-            } else {
-                out.push_str(param);
-            }
+        // The whole logical line, unfolded: a fix decided on one physical line would depend on
+        // where the writer happened to fold (inside a quoted TYPE value, say).
+        let first = raw.trim_end_matches(['\r', '\n']);
+        let mut body = first.to_string();
+        let mut ending = raw.get(first.len()..).unwrap_or_default();
+        while let Some(next) = physical.get(idx).filter(|l| l.starts_with([' ', '\t'])) {
+            let next_body = next.trim_end_matches(['\r', '\n']);
+            body.push_str(next_body.get(1..).unwrap_or_default());
+            ending = next.get(next_body.len()..).unwrap_or_default();
+            idx += 1;
         }
-        let v = value.strip_prefix(':').unwrap_or(value);
-        if value.starts_with(':') {
-            out.push(':');
-        }
-        let name = head.split([';', ':']).next().unwrap_or_default();
-        let name = name.rsplit('.').next().unwrap_or(name);
-        match basic_date_form(v) {
-            Some(basic)
-                if DATE_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name))
-                    && !head.to_ascii_uppercase().contains("VALUE=TEXT") =>
-            {
-                out.push_str(&basic)
-            }
-            _ => out.push_str(v),
-        }
+        fix_line(&body, &mut out);
         out.push_str(ending);
     }
     out
+}
+
+/// One unfolded content line with the fixes of [`fix_lines`] applied.
+fn fix_line(body: &str, out: &mut String) {
+    let colon = find_unquoted_colon(body).unwrap_or(body.len());
+    let head = body.get(..colon).unwrap_or_default();
+    let value = body.get(colon..).unwrap_or_default();
+    let mut parts = head.split(';');
+    out.push_str(parts.next().unwrap_or_default());
+    for param in parts {
+        out.push(';');
+        let (pname, pvalue) = param.split_once('=').unwrap_or((param, ""));
+        let quoted_inner = pvalue
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .filter(|inner| !inner.contains('"'));
+        if pname.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE) && pvalue.is_empty() {
+            out.push_str("ENCODING=QUOTED-PRINTABLE");
+        } else if let (true, Some(inner)) = (pname.eq_ignore_ascii_case("TYPE"), quoted_inner) {
+            // `TYPE="a,b"`: one quoted list, which calcard reads as one value.
+            out.push_str(pname);
+            out.push('=');
+            out.push_str(inner);
+        } else {
+            out.push_str(param);
+        }
+    }
+    let v = value.strip_prefix(':').unwrap_or(value);
+    if value.starts_with(':') {
+        out.push(':');
+    }
+    let name = head.split([';', ':']).next().unwrap_or_default();
+    let name = name.rsplit('.').next().unwrap_or(name);
+    match basic_date_form(v) {
+        Some(basic)
+            if DATE_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name))
+                && !head.to_ascii_uppercase().contains("VALUE=TEXT") =>
+        {
+            out.push_str(&basic)
+        }
+        _ => out.push_str(v),
+    }
 }
 
 /// Fixes applied to calcard's result: RFC 6868 caret decoding of parameter values, and
