@@ -30,7 +30,7 @@ use crate::service::Core;
 use crate::store::{scan_all, Batch, Space, StoreError};
 
 /// The keyspace of pending authorizations: key = `state`, value = a sealed [`PendingState`].
-pub const SPACE_OAUTH_STATES: Space = "oauth_states";
+pub const SPACE_OAUTH_STATES: Space = "api.oauth_states";
 /// How long a `state` stays valid after `oauth/start`.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
 /// The callback path (the operator's `redirect_uri` must point here).
