@@ -71,7 +71,7 @@ async fn purge_expired(core: &Core) -> Result<(), ApiError> {
     let now = now_secs();
     let mut batch = Batch::new();
     for (key, value) in scan_all(core.store.as_ref(), SPACE_OAUTH_STATES, b"").await? {
-        let expired = decode(core, &value).map_or(true, |p| p.expires_at <= now);
+        let expired = decode(core, &value).is_none_or(|p| p.expires_at <= now);
         if expired {
             batch.delete(SPACE_OAUTH_STATES, key);
         }
