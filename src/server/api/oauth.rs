@@ -20,12 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Caller;
-use super::connections::load;
+use super::connections::{load, save_credentials};
 use super::error::ApiError;
 use super::{ok, ApiState};
 use crate::providers::oauth::OAuthError;
 use crate::providers::ProviderKind;
-use crate::service::connections::{now_rfc3339, provider_name, ConnectionId, ConnectionState};
+use crate::service::connections::{provider_name, ConnectionId};
 use crate::service::Core;
 use crate::store::{scan_all, Batch, Space, StoreError};
 
@@ -301,15 +301,7 @@ async fn finish(st: &ApiState, q: CallbackQuery) -> Result<Response, ApiError> {
     };
     let mut creds = core.credentials(&c)?;
     creds.refresh_token = Some(refresh);
-    c.sealed_credentials = Some(core.seal(&creds)?);
-    if matches!(c.state, ConnectionState::NeedsReauthorization { .. }) {
-        c.state = ConnectionState::Active;
-    }
-    c.updated = now_rfc3339();
-    core.connections.put(&c).await?;
-    if c.state != ConnectionState::Setup {
-        st.scheduler.upsert(Core::job_spec(&c)).await?;
-    }
+    save_credentials(st, &mut c, &creds).await?;
     tracing::info!(connection = id, "OAuth authorization completed");
     Ok((
         StatusCode::SEE_OTHER,
