@@ -197,6 +197,14 @@ async fn start_then_callback_reauthorizes_and_the_next_sync_uses_the_new_token()
     assert_eq!(s, 200, "{v}");
     let (s, v) = admin(&env, "POST", &format!("/api/v1/connections/{id}/start")).await;
     assert_eq!(s, 202, "{v}");
+    // Let the first run end (a refresh joins it), so the next one starts after the revocation.
+    let (_, v) = admin(
+        &env,
+        "POST",
+        &format!("/api/v1/connections/{id}/refresh?wait=true"),
+    )
+    .await;
+    assert_eq!(v["data"]["run"]["state"], "succeeded", "{v}");
     // The grant is revoked: the run fails and the connection needs re-authorization.
     env.fake.revoke_refresh_token(REFRESH);
     let (_, v) = admin(
