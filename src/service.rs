@@ -85,6 +85,18 @@ pub trait Connector: Send + Sync + 'static {
         connection: &Connection,
         credentials: &Credentials,
     ) -> Result<Arc<dyn Provider>, ProviderError>;
+
+    /// The operator's OAuth app for `provider` (Google or Graph), for the server's
+    /// authorization-code flow. Connectors without OAuth apps refuse.
+    fn oauth_client(
+        &self,
+        provider: crate::providers::ProviderKind,
+    ) -> Result<crate::providers::oauth::OAuthClient, ProviderError> {
+        Err(ProviderError::Unsupported(format!(
+            "{} has no OAuth app in this server",
+            connections::provider_name(provider)
+        )))
+    }
 }
 
 /// What deleting a connection did.

@@ -257,7 +257,15 @@ impl Wiring {
             .ok_or_else(|| {
                 ProviderError::NeedsReauthorization("the connection holds no refresh token".into())
             })?;
-        let (client, section) = match c.provider {
+        let client = self.oauth_app(c.provider)?;
+        tracing::debug!(connection = c.id, "opening an OAuth provider");
+        self.open_with_client(c, client, refresh)
+    }
+
+    /// The operator's OAuth app for a Google or Graph connection, against the configured
+    /// (or production) endpoints.
+    fn oauth_app(&self, provider: ProviderKind) -> Result<OAuthClient, ProviderError> {
+        let client = match provider {
             ProviderKind::Google => {
                 let app = self.config.oauth.google.as_ref().ok_or_else(|| {
                     ProviderError::Unsupported(
@@ -270,17 +278,14 @@ impl Wiring {
                     Some(e) => e.clone(),
                     None => OAuthEndpoints::google()?,
                 };
-                (
-                    OAuthClient::google(
-                        app.client_id.clone(),
-                        app.client_secret.clone(),
-                        app.redirect_uri.clone(),
-                        endpoints,
-                    ),
-                    "google",
+                OAuthClient::google(
+                    app.client_id.clone(),
+                    app.client_secret.clone(),
+                    app.redirect_uri.clone(),
+                    endpoints,
                 )
             }
-            _ => {
+            ProviderKind::Graph => {
                 let app = self.config.oauth.microsoft.as_ref().ok_or_else(|| {
                     ProviderError::Unsupported(
                         "Microsoft Graph needs the operator's OAuth app: set [oauth.microsoft] \
@@ -294,22 +299,29 @@ impl Wiring {
                     .as_deref()
                     .unwrap_or(oauth::MICROSOFT_AUTHORITY);
                 let tenant = app.tenant.as_deref().unwrap_or("common");
-                (
-                    OAuthClient::microsoft(
-                        app.client_id.clone(),
-                        app.client_secret.clone(),
-                        app.redirect_uri.clone(),
-                        OAuthEndpoints::microsoft(authority, tenant)?,
-                    ),
-                    "microsoft",
+                OAuthClient::microsoft(
+                    app.client_id.clone(),
+                    app.client_secret.clone(),
+                    app.redirect_uri.clone(),
+                    OAuthEndpoints::microsoft(authority, tenant)?,
                 )
             }
+            other => {
+                return Err(ProviderError::Unsupported(format!(
+                    "{} does not use OAuth",
+                    provider_name(other)
+                )))
+            }
         };
-        tracing::debug!(
-            connection = c.id,
-            app = section,
-            "opening an OAuth provider"
-        );
+        Ok(client)
+    }
+
+    fn open_with_client(
+        &self,
+        c: &Connection,
+        client: OAuthClient,
+        refresh: String,
+    ) -> Result<Opened, ProviderError> {
         // The token manager keeps the refresh token sealed in memory under a per-run key.
         let mut key = [0u8; 32];
         rand::Rng::fill(&mut rand::thread_rng(), &mut key);
@@ -522,6 +534,10 @@ impl Connector for Wiring {
         creds: &Credentials,
     ) -> Result<Arc<dyn Provider>, ProviderError> {
         Ok(self.open_parts(c, creds).await?.provider)
+    }
+
+    fn oauth_client(&self, provider: ProviderKind) -> Result<OAuthClient, ProviderError> {
+        self.oauth_app(provider)
     }
 }
 

@@ -453,22 +453,33 @@ pub async fn set_credentials(
     Path(id): Path<ConnectionId>,
     Body(input): Body<Credentials>,
 ) -> Result<Response, ApiError> {
-    let core = &st.core;
     let mut c = load(&st, &caller, id).await?;
     check_credentials(c.provider, &input)?;
     if let Some(u) = &input.username {
         c.username = u.clone();
     }
-    c.sealed_credentials = Some(core.seal(&input)?);
+    save_credentials(&st, &mut c, &input).await?;
+    Ok(ok(ConnectionView::from(&c)))
+}
+
+/// Seals `creds` into the connection, clears "needs re-authorization", stores it and
+/// reschedules it (unless it is still in setup).
+pub async fn save_credentials(
+    st: &ApiState,
+    c: &mut Connection,
+    creds: &Credentials,
+) -> Result<(), ApiError> {
+    let core = &st.core;
+    c.sealed_credentials = Some(core.seal(creds)?);
     if matches!(c.state, ConnectionState::NeedsReauthorization { .. }) {
         c.state = ConnectionState::Active;
     }
     c.updated = now_rfc3339();
-    core.connections.put(&c).await?;
+    core.connections.put(c).await?;
     if c.state != ConnectionState::Setup {
-        st.scheduler.upsert(Core::job_spec(&c)).await?;
+        st.scheduler.upsert(Core::job_spec(c)).await?;
     }
-    Ok(ok(ConnectionView::from(&c)))
+    Ok(())
 }
 
 fn need_group(c: &Connection) -> Result<&ChosenGroup, ApiError> {

@@ -1,7 +1,7 @@
 //! The REST API under `/api/v1` (JSON, Pipedrive-like envelopes): persons with visibility
 //! applied on every call, admin (users, app passwords, roles, company plan), connections
 //! (create, sync groups, settings, field-mapping preview, start, refresh, status, conflicts,
-//! delete). Documented in `docs/API.md` and `docs/openapi.yaml`.
+//! delete), and the OAuth start/callback of Google and Graph connections ([`oauth`]). Documented in `docs/API.md` and `docs/openapi.yaml`.
 //!
 //! Success: `{"success":true,"data":…}` (lists add
 //! `"additional_data":{"pagination":{"next_cursor":…,"limit":…}}`). Errors:
@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod connections;
 pub mod error;
+pub mod oauth;
 pub mod persons;
 
 use std::sync::Arc;
@@ -81,6 +82,7 @@ async fn not_found() -> ApiError {
 
 /// The API router (mounted at `/api/v1`).
 pub fn router(state: ApiState) -> Router {
+    let callback = oauth::callback_router(state.clone());
     let api = Router::new()
         .route("/persons", get(persons::list).post(persons::create))
         .route(
@@ -158,6 +160,7 @@ pub fn router(state: ApiState) -> Router {
             "/connections/{id}/mapping-preview",
             get(connections::mapping_preview),
         )
+        .route("/connections/{id}/oauth/start", post(oauth::start))
         .route("/connections/{id}/start", post(connections::start))
         .route("/connections/{id}/refresh", post(connections::refresh))
         .route("/connections/{id}/runs", get(connections::runs))
@@ -166,5 +169,5 @@ pub fn router(state: ApiState) -> Router {
         .route("/connections/{id}/conflicts", get(connections::conflicts))
         .fallback(not_found)
         .with_state(state);
-    Router::new().nest(PREFIX, api)
+    Router::new().nest(PREFIX, api).merge(callback)
 }
