@@ -45,10 +45,17 @@ pub fn enc(seg: &str) -> String {
     utf8_percent_encode(seg, SEGMENT).to_string()
 }
 
+/// Control characters a name may not hold. CR, LF and TAB are allowed: vdirsyncer names a card
+/// after its UID, which may hold a newline (its storage suite's `test_newline_in_uid`), and
+/// every href we write is percent-encoded, so they never reach a header or the XML raw.
+fn is_refused_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\r' | '\n' | '\t')
+}
+
 /// Parses a request path or an href (absolute URL or absolute path).
 ///
 /// `None` (answered 404) for anything that is not a clean name: `.`/`..`, an encoded `/`, a
-/// control character (NUL, CR, LF, …), percent-escapes that are not UTF-8, or a segment longer
+/// control character other than CR, LF and TAB (NUL, DEL, …), percent-escapes that are not UTF-8, or a segment longer
 /// than [`MAX_SEGMENT_LEN`].
 pub fn parse(href: &str) -> Option<Resource> {
     let path = match href.find("://") {
@@ -73,7 +80,7 @@ pub fn parse(href: &str) -> Option<Resource> {
             || s == ".."
             || s.contains('/')
             || s.len() > MAX_SEGMENT_LEN
-            || s.chars().any(char::is_control)
+            || s.chars().any(is_refused_control)
     }) {
         return None;
     }
@@ -143,7 +150,6 @@ mod tests {
         // Regression (issue #8 security_input): `sec%00ret.vcf` was stored as a card name.
         for bad in [
             "/dav/addressbooks/a/b/sec%00ret.vcf",
-            "/dav/addressbooks/a/b/x%0d%0aX-Injected:%20yes.vcf",
             "/dav/addressbooks/a%7f/b/",
             "/dav/addressbooks/a/b/%ff%fe.vcf",
         ] {
