@@ -515,11 +515,12 @@ fn fix_line(body: &str, out: &mut String) {
         let quoted_inner = pvalue
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
-            .filter(|inner| !inner.contains('"'));
+            .filter(|inner| inner.contains(',') && !inner.contains('"'));
         if pname.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE) && pvalue.is_empty() {
             out.push_str("ENCODING=QUOTED-PRINTABLE");
         } else if let (true, Some(inner)) = (pname.eq_ignore_ascii_case("TYPE"), quoted_inner) {
-            // `TYPE="a,b"`: one quoted list, which calcard reads as one value.
+            // `TYPE="a,b"`: one quoted list, which calcard reads as one value. A single quoted
+            // value without a comma stays quoted (unquoting it changed how it reads back).
             out.push_str(pname);
             out.push('=');
             out.push_str(inner);
