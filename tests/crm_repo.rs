@@ -773,7 +773,9 @@ async fn view_delta_reports_additions_and_removals_per_user() {
 #[tokio::test]
 async fn a_restart_does_not_wait_for_numbers_a_stopped_process_left() {
     let store = Arc::new(MapStore::default());
-    let first = Crm::open(store.clone(), CrmConfig::default()).await.unwrap();
+    let first = Crm::open(store.clone(), CrmConfig::default())
+        .await
+        .unwrap();
     let start = first.current_seq().await.unwrap();
     // The stopped process: allocated a number, then died before committing its change.
     store.next_id(SEQ_CHANGE).await.unwrap();
