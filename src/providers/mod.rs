@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::vcard::VCard;
+use crate::vcard::{VCard, VCardEntry};
 
 pub mod carddav;
 pub mod ews;
@@ -219,4 +219,17 @@ pub trait Provider: Send + Sync {
     ) -> Result<Written, ProviderError>;
     /// Deletes an item if its version is still `etag`.
     async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError>;
+}
+
+/// `remote` (a card read back from a provider) with `overflow` (the properties of the base card
+/// the provider could never hold) re-added, without duplicating entries already on it, so that
+/// their absence from the provider's copy is never read as a deletion. Graph and EWS share it.
+pub fn reattach_entries(remote: &VCard, overflow: impl IntoIterator<Item = VCardEntry>) -> VCard {
+    let mut out = remote.clone();
+    for entry in overflow {
+        if !out.entries.contains(&entry) {
+            out.entries.push(entry);
+        }
+    }
+    out
 }

@@ -795,13 +795,7 @@ pub fn updates(c: &EwsContact) -> Vec<FieldUpdate> {
 /// hold — `to_ews(base).overflow` — so that their absence is never read as a deletion. Entries
 /// already on `remote` are not duplicated.
 pub fn reattach_overflow(remote: &VCard, base: &VCard) -> VCard {
-    let mut out = remote.clone();
-    for o in to_ews(base).overflow {
-        if !out.entries.contains(&o.entry) {
-            out.entries.push(o.entry);
-        }
-    }
-    out
+    crate::providers::reattach_entries(remote, to_ews(base).overflow.into_iter().map(|o| o.entry))
 }
 
 #[cfg(test)]

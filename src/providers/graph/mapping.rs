@@ -908,13 +908,7 @@ pub fn to_graph_create(card: &VCard, crm_id: &str) -> ToGraph {
 /// calls this before comparing, and a push can never delete them in the CRM. Entries already
 /// on `remote` are not duplicated.
 pub fn reattach_overflow(remote: &VCard, base: &VCard) -> VCard {
-    let mut out = remote.clone();
-    for o in to_graph(base).overflow {
-        if !out.entries.contains(&o.entry) {
-            out.entries.push(o.entry);
-        }
-    }
-    out
+    crate::providers::reattach_entries(remote, to_graph(base).overflow.into_iter().map(|o| o.entry))
 }
 
 #[cfg(test)]
