@@ -920,3 +920,19 @@ proptest! {
         run_model(Direction::OneWay, steps);
     }
 }
+
+/// Regression (CI, proptest): a CRM edit made after two crashed runs was overwritten by the
+/// card's older value.
+#[test]
+fn a_crm_edit_after_crashed_runs_is_kept() {
+    run_model(
+        Direction::TwoWay,
+        vec![
+            Step::CrmAdd(2),
+            Step::CrmEdit(2, 2),
+            Step::CrashSync(3),
+            Step::CrashSync(8),
+            Step::CrmEdit(2, 0),
+        ],
+    );
+}

@@ -24,7 +24,7 @@ use super::reconcile::{FieldDirection, FieldDirections, PersonId, RemoteItem as 
 use crate::crm::mapping::{card_to_fields, fields_to_card, CrmField, Direction, MappingConfig};
 use crate::crm::repo::{normalize_email, normalize_phone};
 use crate::crm::{Address, LabeledValue, PersonFields};
-use crate::vcard::{fingerprint, VCard, VCardEntry, VCardProperty, VCardValue};
+use crate::vcard::{fingerprint, PartialDateTime, VCard, VCardEntry, VCardProperty, VCardValue};
 
 /// A phone region for national numbers.
 pub type Region = Option<phonenumber::country::Id>;
@@ -284,11 +284,18 @@ pub fn remote_item(card: &VCard, etag: Option<String>, region: Region) -> Reconc
 /// The card to send: the `changed` fields of `fields` written into `base` (the last remote
 /// card, so what the CRM does not model survives), or a fresh card. Fields not in `changed`
 /// are taken from `base` itself, so they are left byte-for-byte alone.
+///
+/// The card's REV (RFC 6350 §6.7.4) becomes `rev`, the time of the push: a card this bridge
+/// wrote is then never "newer" than a CRM edit made after it. That matters when a crash lost
+/// the base of a pushed card: the next run links the card back with an empty base, and
+/// [`Policy::NewestWins`](super::merge::Policy::NewestWins) must let the later CRM edit win
+/// instead of the card's older copy (a card without REV would win every tie).
 pub fn card_for_push(
     base: Option<&VCard>,
     fields: &FieldMap,
     changed: &BTreeSet<String>,
     uid: Option<&str>,
+    rev: DateTime<Utc>,
     region: Region,
 ) -> VCard {
     let current = base
@@ -302,6 +309,12 @@ pub fn card_for_push(
                 .push(VCardEntry::new(VCardProperty::Uid).with_value(uid.to_owned()));
         }
     }
+    card.entries.retain(|e| e.name != VCardProperty::Rev);
+    card.entries.push(
+        VCardEntry::new(VCardProperty::Rev).with_value(VCardValue::PartialDateTime(
+            PartialDateTime::from_utc_timestamp(rev.timestamp()),
+        )),
+    );
     card
 }
 
@@ -419,8 +432,19 @@ mod tests {
         let mut fields = card_to_map(&card, None);
         fields.insert(names::JOB_TITLE, "Countess");
         let changed: BTreeSet<String> = [names::JOB_TITLE.to_owned()].into();
-        let out = card_for_push(Some(&card), &fields, &changed, Some("ignored"), None);
+        let pushed_at = Utc.with_ymd_and_hms(2026, 12, 4, 14, 16, 5).unwrap();
+        let out = card_for_push(
+            Some(&card),
+            &fields,
+            &changed,
+            Some("ignored"),
+            pushed_at,
+            None,
+        );
         let written = crate::vcard::write_v4(&out);
+        // The REV is the push's, once.
+        assert_eq!(card_rev(&out), Some(pushed_at), "{written}");
+        assert_eq!(written.matches("REV:").count(), 1, "{written}");
         assert!(written.contains("X-CUSTOM:keep me"), "{written}");
         assert!(written.contains("TITLE:Countess"), "{written}");
         assert!(written.contains("UID:u1"), "{written}");

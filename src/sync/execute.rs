@@ -38,7 +38,7 @@ use super::convert::{
 use super::fields::FieldMap;
 use super::reconcile::{
     reconcile, Base, CrmPerson, CrmState, Direction, FieldDirections, ItemInput, LinkCandidate,
-    NewBase, Op, PersonId, PersonMark, Plan, RemoteMark, RemoteState, Rule, Track,
+    NewBase, Op, Origin, PersonId, PersonMark, Plan, RemoteMark, RemoteState, Rule, Track,
 };
 use super::state::{self, ItemRecord};
 use super::stats::{self, Outcome, RunCounts, RunRecord};
@@ -623,7 +623,7 @@ impl<'a> Engine<'a> {
                 }
                 Obs::Deleted => RemoteState::Deleted,
             };
-            let link_candidate = match (&remote, &crm, &obs, &remote_id) {
+            let mut link_candidate = match (&remote, &crm, &obs, &remote_id) {
                 (
                     RemoteState::Present(r),
                     CrmState::Absent | CrmState::Deleted { .. },
@@ -632,6 +632,24 @@ impl<'a> Engine<'a> {
                 ) => self.link_candidate(id, card, &r.fields).await?,
                 _ => None,
             };
+            // A push whose base a crash lost: when the card is what it sent, its record is
+            // the base (state.rs, "Pending pushes").
+            let (mut base, mut crm, mut pending_used) = (base, crm, None);
+            if let RemoteState::Present(r) = &remote {
+                let known = base
+                    .as_ref()
+                    .and_then(|b| b.remote.as_ref())
+                    .is_some_and(|m| m.fingerprint == r.card_fingerprint);
+                let pid = person_id.or(link_candidate.as_ref().map(|c| c.person_id));
+                if let (false, Some(pid)) = (known, pid) {
+                    if let Some(p) = self.recovered_push(pid, &r.fields).await? {
+                        base = Some(p.base);
+                        crm = CrmState::Present(self.crm_person(&p.person));
+                        link_candidate = None;
+                        pending_used = Some(pid);
+                    }
+                }
+            }
             let mut involved: BTreeSet<PersonId> = person_id.into_iter().collect();
             involved.extend(link_candidate.as_ref().map(|c| c.person_id));
             if involved.iter().any(|p| self.open.persons.contains(p)) {
@@ -651,11 +669,30 @@ impl<'a> Engine<'a> {
                 Obs::Present { card, .. } => Some(card.clone()),
                 _ => base_card,
             };
+            let planned = match (&input.crm, &input.link_candidate) {
+                (CrmState::Present(c), _) => Some((
+                    PersonMark {
+                        person_id: c.person_id,
+                        version: c.version,
+                    },
+                    &c.fields,
+                )),
+                (_, Some(c)) => Some((
+                    PersonMark {
+                        person_id: c.person_id,
+                        version: c.version,
+                    },
+                    &c.fields,
+                )),
+                _ => None,
+            };
             let ctx = ItemCx {
                 remote_id: remote_id.as_deref(),
                 record: record.as_ref(),
                 card: current_card.as_ref(),
                 base: input.base.as_ref(),
+                planned,
+                pending_used,
             };
             match self.apply(&ctx, &plan).await {
                 Ok(mut applied) => {
@@ -720,6 +757,7 @@ impl<'a> Engine<'a> {
         let mut conflicts = Vec::new();
         let mut new_base: Option<&NewBase> = None;
         let mut forget = false;
+        let mut pending = cx.pending_used;
         let region = self.region;
         for op in &plan.ops {
             match op {
@@ -803,7 +841,9 @@ impl<'a> Engine<'a> {
                     self.refuse_one_way()?;
                     let uid = derived_uid(self.conn.id, *person_id);
                     let all: BTreeSet<String> = fields.field_names().map(str::to_owned).collect();
-                    let card = card_for_push(None, fields, &all, Some(&uid), region);
+                    let card =
+                        card_for_push(None, fields, &all, Some(&uid), (self.clock)(), region);
+                    pending = self.commit_pending(cx, plan, &card).await?.or(pending);
                     let w = self
                         .provider
                         .create(&self.conn.group, &card, &person_id.to_string())
@@ -820,7 +860,9 @@ impl<'a> Engine<'a> {
                 } => {
                     self.refuse_one_way()?;
                     let id = cx.remote_id.ok_or(Stop::Item("no card to update".into()))?;
-                    let card = card_for_push(cx.card, fields, changed, None, region);
+                    let card =
+                        card_for_push(cx.card, fields, changed, None, (self.clock)(), region);
+                    pending = self.commit_pending(cx, plan, &card).await?.or(pending);
                     let w = self
                         .provider
                         .update(&self.conn.group, id, if_match.as_deref(), &card)
@@ -871,6 +913,9 @@ impl<'a> Engine<'a> {
             out.conflicts.push(rec);
         }
 
+        if let Some(pid) = pending {
+            state::stage_clear_pending_push(&mut out.batch, self.conn.id, pid);
+        }
         if forget {
             if let Some(old) = cx.record {
                 state::stage_forget(&mut out.batch, self.conn.id, old);
@@ -912,6 +957,52 @@ impl<'a> Engine<'a> {
         Ok(out)
     }
 
+    /// Commits the pending push of the planned person before `card` is sent (state.rs,
+    /// "Pending pushes"); returns the person.
+    async fn commit_pending(
+        &self,
+        cx: &ItemCx<'_>,
+        plan: &Plan,
+        card: &VCard,
+    ) -> Result<Option<PersonId>, Stop> {
+        let Some((mark, fields)) = cx.planned else {
+            return Ok(None);
+        };
+        let origin = plan
+            .ops
+            .iter()
+            .find_map(|op| match op {
+                Op::SaveBase(nb) => Some(nb.origin),
+                _ => None,
+            })
+            .unwrap_or(Origin::Linked);
+        let sent = remote_item(card, None, self.region).fields;
+        let pending = state::PendingPush::new(mark, origin, fields, &sent);
+        let mut b = Batch::new();
+        state::stage_pending_push(&mut b, self.conn.id, &pending)?;
+        self.store.commit(b).await?;
+        Ok(Some(mark.person_id))
+    }
+
+    /// The pending push of `pid` when the pulled card (`card_fields`) is the card it sent and
+    /// the person is still there.
+    async fn recovered_push(
+        &self,
+        pid: PersonId,
+        card_fields: &FieldMap,
+    ) -> Result<Option<Recovered>, SyncError> {
+        let Some(pending) = state::pending_push(self.store, self.conn.id, pid).await? else {
+            return Ok(None);
+        };
+        if !pending.sent(card_fields) {
+            return Ok(None);
+        }
+        Ok(self.crm.get_person(pid).await?.map(|person| Recovered {
+            base: pending.base(),
+            person,
+        }))
+    }
+
     fn refuse_one_way(&self) -> Result<(), Stop> {
         match self.conn.direction {
             Direction::TwoWay => Ok(()),
@@ -938,4 +1029,14 @@ struct ItemCx<'c> {
     record: Option<&'c ItemRecord>,
     card: Option<&'c VCard>,
     base: Option<&'c Base>,
+    /// The person the plan was made from (its mark and mapped fields), for a pending push.
+    planned: Option<(PersonMark, &'c FieldMap)>,
+    /// The person whose pending push stood in for the base.
+    pending_used: Option<PersonId>,
+}
+
+/// A pending push found to have landed.
+struct Recovered {
+    base: Base,
+    person: Person,
 }

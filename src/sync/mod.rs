@@ -73,7 +73,12 @@
 //!   between them leaves a person nothing points to);
 //! - `PushCreate` creates the card under an identity derived from the person id with
 //!   `If-None-Match: *`, and `execute` offers that person as the link candidate of that card;
-//!   so a push whose base was not saved links on the next run instead of duplicating.
+//!   so a push whose base was not saved links on the next run instead of duplicating;
+//! - before each push `execute` commits a *pending push* (the person's version and fields the
+//!   plan started from, and the fields sent); when a later run pulls a card carrying exactly
+//!   those fields, that record is the base, so a CRM edit made after the crash is a CRM change
+//!   and not a conflict with our own older copy (`state.rs`). Pushed cards carry the push time
+//!   as REV, so without that record `NewestWins` still sees them as older than a later edit.
 //!
 //! `tests/sync_model.rs` checks this with random interleavings and crashes.
 

@@ -12,6 +12,16 @@
 //! | [`SPACE_ITEM_BY_PERSON`] | `conn ++ person ++ remote_id` | empty |
 //! | [`SPACE_CURSOR`] | `conn` | JSON `Option<String>` (the provider's cursor) |
 //! | [`SPACE_CRM_CURSOR`] | `conn` | the CRM change-log sequence, 8 bytes |
+//! | [`SPACE_PENDING_PUSH`] | `conn ++ person` | JSON [`PendingPush`] |
+//!
+//! # Pending pushes
+//! A provider write cannot join a store batch, so a crash can fall between a push and the
+//! batch that records its base. Before each push `execute` commits a [`PendingPush`]: the
+//! agreed state the push starts from (the person's fields and version when the plan was made)
+//! and the fields of the card it sends. The batch with the new base removes it. When a run
+//! finds one left over and the card it pulls carries exactly the fields that were sent, the
+//! push landed: the pending record is the item's base, so edits made in the CRM since the crash
+//! are CRM changes, not conflicts with our own copy.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +42,8 @@ pub const SPACE_ITEM_BY_PERSON: Space = "sync.engine.item_by_person";
 pub const SPACE_CURSOR: Space = "sync.engine.cursor";
 /// The CRM change-log position of each connection.
 pub const SPACE_CRM_CURSOR: Space = "sync.engine.crm_cursor";
+/// Pushes whose base is not committed yet (see the module doc).
+pub const SPACE_PENDING_PUSH: Space = "sync.engine.pending_push";
 
 /// A field value as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +129,87 @@ impl ItemRecord {
     pub fn person_id(&self) -> Option<PersonId> {
         self.person.map(|p| p.person_id)
     }
+}
+
+/// A push made (or about to be made) whose base is not committed yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPush {
+    /// The person as the plan saw it.
+    pub person: PersonMark,
+    /// Who brought the person in.
+    pub origin: Origin,
+    /// The person's fields (mapped) when the plan was made.
+    fields: BTreeMap<String, StoredValue>,
+    /// The fields of the card sent.
+    sent: BTreeMap<String, StoredValue>,
+}
+
+impl PendingPush {
+    /// The record of a push from `person` (at `fields`) sending a card with `sent`.
+    pub fn new(person: PersonMark, origin: Origin, fields: &FieldMap, sent: &FieldMap) -> Self {
+        PendingPush {
+            person,
+            origin,
+            fields: store_fields(fields),
+            sent: store_fields(sent),
+        }
+    }
+
+    /// True when a card with `card_fields` is the card this push sent.
+    pub fn sent(&self, card_fields: &FieldMap) -> bool {
+        load_fields(&self.sent) == *card_fields
+    }
+
+    /// The base to merge against once the push is known to have landed: the person's fields
+    /// and version the push started from, and a card mark no card matches (the card holds the
+    /// pushed values, which are compared field by field).
+    pub fn base(&self) -> Base {
+        Base {
+            fields: load_fields(&self.fields),
+            remote: Some(RemoteMark {
+                fingerprint: String::new(),
+                etag: None,
+            }),
+            person: Some(self.person),
+            origin: self.origin,
+        }
+    }
+}
+
+/// The pending push of `person`, if one is left.
+pub async fn pending_push(
+    store: &dyn Store,
+    conn: ConnectionId,
+    person: PersonId,
+) -> Result<Option<PendingPush>, StoreError> {
+    match store
+        .get(SPACE_PENDING_PUSH, &person_prefix(conn, person))
+        .await?
+    {
+        Some(raw) => serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| corrupt(SPACE_PENDING_PUSH, e)),
+        None => Ok(None),
+    }
+}
+
+/// Stages the pending push of its person.
+pub fn stage_pending_push(
+    batch: &mut Batch,
+    conn: ConnectionId,
+    pending: &PendingPush,
+) -> Result<(), StoreError> {
+    batch.put(
+        SPACE_PENDING_PUSH,
+        person_prefix(conn, pending.person.person_id),
+        encode(SPACE_PENDING_PUSH, pending)?,
+    );
+    Ok(())
+}
+
+/// Stages removing the pending push of `person`.
+pub fn stage_clear_pending_push(batch: &mut Batch, conn: ConnectionId, person: PersonId) {
+    batch.delete(SPACE_PENDING_PUSH, person_prefix(conn, person));
 }
 
 fn conn_key(conn: ConnectionId) -> Vec<u8> {
@@ -269,7 +362,7 @@ pub fn stage_crm_cursor(batch: &mut Batch, conn: ConnectionId, seq: u64) {
 /// Drops every trace of the connection (items, index, cursors). For removing a connection.
 pub async fn forget_connection(store: &dyn Store, conn: ConnectionId) -> Result<(), StoreError> {
     let mut b = Batch::new();
-    for space in [SPACE_ITEM, SPACE_ITEM_BY_PERSON] {
+    for space in [SPACE_ITEM, SPACE_ITEM_BY_PERSON, SPACE_PENDING_PUSH] {
         for (k, _) in scan_all(store, space, &conn_key(conn)).await? {
             b.delete(space, k);
         }
