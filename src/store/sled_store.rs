@@ -103,6 +103,35 @@ fn read_u64(space: &str, bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
+/// How long `open` waits for the directory's file lock. sled releases it from its flusher
+/// thread a moment *after* the last handle is dropped, so reopening in the same process (a
+/// restart in tests, `migrate` after a check) can find it still held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_CAPACITY)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            // sled reports the lock as ErrorKind::Other with this text (config.rs).
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::Backend(format!(
+                        "sled: the data directory {} is in use by another process ({e})",
+                        path.display()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(backend(e)),
+        }
+    }
+}
+
 /// sled's page cache. Its default (1 GiB) let a node serving 10,000 persons grow past the
 /// 150 MB budget of issue #5 just by reading them all once; the working set of a sync or a
 /// CardDAV listing is far smaller, and the OS page cache still holds the files.
@@ -112,11 +141,7 @@ impl SledStore {
     /// Opens (creating if needed) the database directory at `path`, writing the schema version
     /// on first open and refusing a newer one.
     pub fn open(path: impl AsRef<Path>) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(path.as_ref())
-            .cache_capacity(CACHE_CAPACITY)
-            .open()
-            .map_err(backend)?;
+        let db = open_db(path.as_ref())?;
         let data = db.open_tree(DATA_TREE).map_err(backend)?;
         let meta = db.open_tree(META_TREE).map_err(backend)?;
         match meta.get(META_SCHEMA).map_err(backend)? {
@@ -458,5 +483,28 @@ mod tests {
         drop(store);
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.next_id("seq").await.unwrap(), ID_BLOCK + 1);
+    }
+
+    /// Regression (CI flake): reopening right after a drop found sled's file lock still held
+    /// by its flusher thread. Reopen many times in a row.
+    #[tokio::test]
+    async fn reopening_right_after_a_drop_waits_for_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..20 {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.next_id("seq").await.unwrap();
+            drop(store);
+        }
+    }
+
+    #[test]
+    fn a_directory_held_by_another_handle_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = SledStore::open(dir.path()).unwrap();
+        let err = SledStore::open(dir.path()).err().unwrap();
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
     }
 }
