@@ -98,6 +98,24 @@ async fn scenario(radicale: &Radicale, n: usize, point: KillPoint) {
         .await;
     assert_eq!(s, 202, "{started}");
     let killed_run = started["data"]["run_id"].as_u64().unwrap();
+    // Kill points are mid-run: wait until the run has started (its record says running).
+    // Regression (CI under load): Radicale's item cache is already full from the connection's
+    // setup, so the Fetch point fired before the queued run had started and the restarted
+    // server, rightly, knew no run 1.
+    let run_path = format!("/connections/{id}/runs/{killed_run}");
+    let t_run = Instant::now();
+    loop {
+        let (s, v) = api.call("GET", &run_path, None).await;
+        assert_eq!(s, 200, "run {killed_run}: {v}");
+        if v["data"]["state"] != "queued" {
+            break;
+        }
+        assert!(
+            t_run.elapsed() < Duration::from_secs(600),
+            "run {killed_run} did not start: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     match point {
         KillPoint::Fetch => {
             let k = (n / 3).max(1);
