@@ -976,8 +976,22 @@ impl<'a> Engine<'a> {
                 _ => None,
             })
             .unwrap_or(Origin::Linked);
+        // The base a recovery merges against, per field: the person's value for a field the
+        // push carries (the card now holds the merge of it), the old base's for a field it does
+        // not (the push left the card's value alone, so the old agreement still holds).
+        let empty = FieldMap::new();
+        let old = cx.base.map_or(&empty, |b| &b.fields);
+        let mut agreed = FieldMap::new();
+        for name in FieldMap::union_of_names(&[fields, old]) {
+            let from = if self.dirs.get(name).to_provider() {
+                fields
+            } else {
+                old
+            };
+            agreed.put(name, from.get(name).cloned());
+        }
         let sent = remote_item(card, None, self.region).fields;
-        let pending = state::PendingPush::new(mark, origin, fields, &sent);
+        let pending = state::PendingPush::new(mark, origin, &agreed, &sent);
         let mut b = Batch::new();
         state::stage_pending_push(&mut b, self.conn.id, &pending)?;
         self.store.commit(b).await?;

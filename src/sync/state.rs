@@ -17,8 +17,8 @@
 //! # Pending pushes
 //! A provider write cannot join a store batch, so a crash can fall between a push and the
 //! batch that records its base. Before each push `execute` commits a [`PendingPush`]: the
-//! agreed state the push starts from (the person's fields and version when the plan was made)
-//! and the fields of the card it sends. The batch with the new base removes it. When a run
+//! agreed state the push starts from (the person's version when the plan was made, its fields
+//! for what the push carries, the old base for the rest) and the fields of the card it sends. The batch with the new base removes it. When a run
 //! finds one left over and the card it pulls carries exactly the fields that were sent, the
 //! push landed: the pending record is the item's base, so edits made in the CRM since the crash
 //! are CRM changes, not conflicts with our own copy.
@@ -138,7 +138,8 @@ pub struct PendingPush {
     pub person: PersonMark,
     /// Who brought the person in.
     pub origin: Origin,
-    /// The person's fields (mapped) when the plan was made.
+    /// The agreed fields a recovery merges against: the person's (when the plan was made) for
+    /// the fields the push carries, the old base's for the others.
     fields: BTreeMap<String, StoredValue>,
     /// The fields of the card sent.
     sent: BTreeMap<String, StoredValue>,
