@@ -10,133 +10,26 @@
 //! Each step here is a command in README.md's walkthrough; keep them in step.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fault_support;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
+
+use fault_support::{serve, Api, ADMIN_PASSWORD};
 
 use serde_json::{json, Value};
 use support::Radicale;
 
-const ADMIN_PASSWORD: &str = "correct-horse-battery";
-
-/// The server process; killed on drop (the test's own child, by its handle).
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Serve {
-    /// SIGTERM (graceful: running syncs checkpoint), then waits for the exit.
-    fn stop(mut self) {
-        let st = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let code = self.child.wait().unwrap();
-        assert!(code.success(), "serve exited with {code}");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &std::path::Path) -> Serve {
-    let port = support::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cardbridge"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data)
-        .env_remove("CARDBRIDGE_CONFIG")
-        .env("CARDBRIDGE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        // Radicale runs on this machine: the README says to allow private networks for it.
-        .env("CARDBRIDGE_ALLOW_PRIVATE_NETWORKS", "true")
-        .env("CARDBRIDGE_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("cardbridge serve did not print its listening line");
-        assert!(
-            !line.contains("one-time password"),
-            "the env password must be used: {line}"
-        );
-        if line.contains("listening on") {
-            assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
-            break;
-        }
-    }
-    Serve {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}/api/v1{path}", self.base);
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), &url)
-            .basic_auth("admin", Some(ADMIN_PASSWORD));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, v)
-    }
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method, path, body).await;
-        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
-        v["data"].clone()
-    }
-    async fn refresh(&self, id: u64) -> Value {
-        let v = self
-            .ok(
-                "POST",
-                &format!("/connections/{id}/refresh?wait=true"),
-                None,
-            )
-            .await;
-        assert_eq!(v["run"]["state"], "succeeded", "{v}");
-        v["run"]["summary"].clone()
-    }
-    async fn person_named(&self, name: &str) -> Value {
-        let persons = self.ok("GET", "/persons?limit=100", None).await;
-        persons
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no person {name} in {persons}"))
-    }
+/// The person named `name` (the walkthrough's persons fit in one page).
+async fn person_named(api: &Api, name: &str) -> Value {
+    let persons = api.ok("GET", "/persons?limit=100", None).await;
+    persons
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no person {name} in {persons}"))
 }
 
 struct Dav<'a> {
@@ -230,10 +123,7 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
         .unwrap();
     let data = tmp.path().join("data");
     let server = serve(&data);
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: server.base.clone(),
-    };
+    let api = Api::new(&server);
 
     // 1. Create the connection.
     let conn = api
@@ -321,7 +211,7 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
     api.refresh(id).await;
 
     // The persons exist with the cards' fields, owned by the admin, visible company-wide.
-    let ann = api.person_named("Ann Lee").await;
+    let ann = person_named(&api, "Ann Lee").await;
     assert_eq!(ann["first_name"], "Ann", "{ann}");
     assert_eq!(ann["last_name"], "Lee");
     assert_eq!(ann["org_name"], "Acme");
@@ -353,7 +243,10 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
     .await;
     let summary = api.refresh(id).await;
     assert_eq!(summary["updated"], 1, "{summary}");
-    assert_eq!(api.person_named("Bob Roe").await["job_title"], "Head Buyer");
+    assert_eq!(
+        person_named(&api, "Bob Roe").await["job_title"],
+        "Head Buyer"
+    );
     let status = api
         .ok("GET", &format!("/connections/{id}/status"), None)
         .await;
@@ -406,7 +299,9 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
     assert!(remote.contains("TITLE:CTO"), "{remote}");
 
     // 9. The same field edited on both sides is a conflict the API lists.
-    let cara_id = api.person_named("Cara Diaz").await["id"].as_u64().unwrap();
+    let cara_id = person_named(&api, "Cara Diaz").await["id"]
+        .as_u64()
+        .unwrap();
     api.ok(
         "PATCH",
         &format!("/persons/{cara_id}"),
@@ -440,7 +335,7 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
     assert_eq!(c["provider_value"], "Head of Sales", "{conflicts}");
     assert_eq!(c["person_id"], cara_id, "{conflicts}");
     let winner = c["winner"].as_str().unwrap();
-    let kept = api.person_named("Cara Diaz").await["job_title"].clone();
+    let kept = person_named(&api, "Cara Diaz").await["job_title"].clone();
     let remote = dav.get("cara.vcf").await;
     match winner {
         "provider" => {
@@ -486,10 +381,7 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
     assert!(stdout.contains("added 1"), "{stdout}");
     assert!(stdout.contains("in sync 4"), "{stdout}");
     let server = serve(&data);
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: server.base.clone(),
-    };
+    let api = Api::new(&server);
     let status = api
         .ok("GET", &format!("/connections/{id}/status"), None)
         .await;
@@ -498,7 +390,7 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
         status["figures"]["latest_run"]["trigger"], "manual",
         "{status}"
     );
-    assert_eq!(api.person_named("Dan Ng").await["job_title"], "Founder");
+    assert_eq!(person_named(&api, "Dan Ng").await["job_title"], "Founder");
 
     // 11. A person created in the CRM is pushed (two-way) and so only linked; deleting the
     // connection with ?persons=remove deletes the four it created and keeps the linked one.

@@ -1,4 +1,5 @@
-//! Helpers of the fault tests (tests/fault_kill.rs, tests/fault_providers.rs): the real
+//! Helpers of the fault tests (tests/fault_kill.rs, tests/fault_providers.rs) and the README
+//! walkthrough (tests/e2e_readme.rs): the real
 //! `cardbridge serve` binary on a data directory (SIGKILLed on drop), a `/api/v1` client, and
 //! Radicale storage filled directly on disk.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -26,6 +27,17 @@ impl Serve {
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// SIGTERM (graceful: running syncs checkpoint), then waits for a successful exit.
+    pub fn stop(mut self) {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let code = self.child.wait().unwrap();
+        assert!(code.success(), "serve exited with {code}");
     }
 }
 
@@ -62,7 +74,12 @@ pub fn serve(data: &Path) -> Serve {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("cardbridge serve did not print its listening line");
+        assert!(
+            !line.contains("one-time password"),
+            "the env password must be used: {line}"
+        );
         if line.contains("listening on") || line.contains("listening (http)") {
+            assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
             break;
         }
     }
