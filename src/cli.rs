@@ -464,7 +464,7 @@ pub fn sync_command(connection: u64, data: Option<PathBuf>, config: Option<PathB
     };
     let result = rt.block_on(crate::service::sync_once(&cfg, connection, observer));
     if let Some(p) = result.as_ref().ok().and_then(|r| r.progress) {
-        reporter.update(p.items, sync_progress_text(&p.into()), true);
+        reporter.update(p.items, sync_progress_text(&p), true);
     }
     reporter.finish();
     match result {
