@@ -1,6 +1,7 @@
 //! The REST API end to end over the in-process router: every endpoint, including the
 //! refusals (a visibility the plan does not offer, another user's connection or person,
-//! malformed JSON, missing auth), with a fake provider and a scripted sync runner.
+//! malformed JSON, missing auth), with a fake provider and a scripted sync runner; and a
+//! run's live progress, with the real engine over a provider that stops between pages.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_support;

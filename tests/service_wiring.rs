@@ -2,7 +2,10 @@
 //! the fake People API and token endpoint (tests/fakes/google.rs), through `/api/v1` in
 //! process: create from a gmail.com address, sync groups, settings, start, refresh; the
 //! person arrives, a refresh token the provider rotates is stored for the next run, and a
-//! refresh token the provider refuses puts the connection in "needs re-authorization".
+//! refresh token the provider refuses puts the connection in "needs re-authorization". And
+//! connection create for an email whose domain names no provider: RFC 6764 discovery finds a
+//! live Radicale, Exchange Autodiscover finds the EWS fake (tests/fakes/ews.rs) when CardDAV
+//! finds nothing, a refused password is a 422, and nothing found is a 422 naming both tries.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_support;
