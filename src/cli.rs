@@ -254,14 +254,44 @@ async fn migrate_sled_to_postgres(cfg: &crate::config::Config) -> Result<String,
     })?;
     let settings = open::postgres_settings(cfg).map_err(|e| e.to_string())?;
     let pg = PgStore::open(&settings).await.map_err(|e| e.to_string())?;
-    let report = crate::store::migrate::sled_to_postgres(&sled, &pg)
-        .await
-        .map_err(|e| e.to_string())?;
+    let reporter = Reporter::new(
+        "cardbridge migrate",
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+        Some(0),
+    );
+    let report = crate::store::migrate::sled_to_postgres_with(&sled, &pg, &|p| {
+        migrate_progress(&reporter, p)
+    })
+    .await;
+    reporter.finish();
+    let report = report.map_err(|e| e.to_string())?;
     Ok(format!(
         "{report}migrated {} entries into schema {}; every keyspace verified\n",
         report.total(),
         pg.schema()
     ))
+}
+
+/// One migration progress report: the bar follows every entry; plain output prints a line
+/// when a keyspace is done and at most every [`PLAIN_PROGRESS_EVERY`] in between.
+#[cfg(feature = "postgres")]
+fn migrate_progress(reporter: &Reporter, p: &crate::store::migrate::Progress<'_>) {
+    use crate::store::migrate::Phase;
+    let verb = match p.phase {
+        Phase::Copy => "copied",
+        Phase::Verify => "read back",
+    };
+    if p.done_all == 1 {
+        reporter.set_len(p.total_all);
+    }
+    reporter.update(
+        p.done_all,
+        format!(
+            "{} {verb} {}/{} ({}/{} in all)",
+            p.space, p.done, p.total, p.done_all, p.total_all
+        ),
+        p.done == p.total,
+    );
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -396,9 +426,7 @@ pub fn serve_command(
 /// configuration.
 pub fn sync_command(connection: u64, data: Option<PathBuf>, config: Option<PathBuf>) -> i32 {
     use crate::config::{Config, Overrides, ENV_CONFIG};
-    use crate::providers::RemoteChange;
     use crate::service::connections::RunState;
-    use indicatif::{ProgressBar, ProgressStyle};
     let file = config.or_else(|| std::env::var_os(ENV_CONFIG).map(PathBuf::from));
     let flags = Overrides {
         data_dir: data,
@@ -412,33 +440,16 @@ pub fn sync_command(connection: u64, data: Option<PathBuf>, config: Option<PathB
         }
     };
     crate::service::init_tracing(cfg.log_format, "warn");
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} items pulled {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar.set_message(format!("(connection {connection})"));
-    let pages = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let observer: crate::service::wiring::PageObserver = {
-        let bar = bar.clone();
-        let pages = pages.clone();
-        std::sync::Arc::new(move |page: &crate::providers::Page| {
-            let n = pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            let bad = page
-                .changes
-                .iter()
-                .filter(|c| matches!(c, RemoteChange::Invalid { .. }))
-                .count();
-            bar.inc(page.changes.len() as u64);
-            bar.set_message(format!(
-                "in {n} page(s){}",
-                if bad > 0 {
-                    format!(", {bad} unreadable")
-                } else {
-                    String::new()
-                }
-            ));
+    let reporter = std::sync::Arc::new(Reporter::new(
+        "cardbridge sync",
+        "{spinner} [{elapsed_precise}] {msg}",
+        None,
+    ));
+    reporter.update(0, format!("connection {connection}: starting"), true);
+    let observer: crate::sync::execute::ProgressHook = {
+        let reporter = reporter.clone();
+        std::sync::Arc::new(move |p: &crate::sync::execute::Progress| {
+            reporter.update(p.items, sync_progress_text(&p.into()), false);
         })
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -452,15 +463,18 @@ pub fn sync_command(connection: u64, data: Option<PathBuf>, config: Option<PathB
         }
     };
     let result = rt.block_on(crate::service::sync_once(&cfg, connection, observer));
-    bar.finish_and_clear();
+    if let Some(p) = result.as_ref().ok().and_then(|r| r.progress) {
+        reporter.update(p.items, sync_progress_text(&p), true);
+    }
+    reporter.finish();
     match result {
         Ok(record) => {
-            let pulled = bar.position();
+            let p = record.progress.unwrap_or_default();
             match (&record.state, &record.summary) {
                 (RunState::Succeeded, Some(s)) => {
                     println!(
-                        "connection {connection}, run {}: succeeded ({pulled} items pulled)",
-                        record.id
+                        "connection {connection}, run {}: succeeded ({} items in {} page(s))",
+                        record.id, p.items, p.pages
                     );
                     println!(
                         "  added {}  updated {}  deleted {}  conflicts {}  errors {}  in sync {}",
@@ -499,6 +513,82 @@ pub fn sync_command(connection: u64, data: Option<PathBuf>, config: Option<PathB
         Err(e) => {
             eprintln!("cardbridge sync: {e}");
             1
+        }
+    }
+}
+
+/// The counts of a running sync, as `cardbridge sync` shows them.
+fn sync_progress_text(p: &crate::service::connections::RunProgress) -> String {
+    format!(
+        "{} items in {} page(s): {} added, {} updated, {} deleted, {} conflicts, {} errors",
+        p.items, p.pages, p.added, p.updated, p.deleted, p.conflicts, p.errors
+    )
+}
+
+/// How often a long command prints a plain progress line when stderr is not a terminal.
+pub const PLAIN_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The progress of a long command on stderr: an indicatif bar when stderr is a terminal;
+/// otherwise plain lines (`<command>: <msg>`), at most one every [`PLAIN_PROGRESS_EVERY`]
+/// unless forced (a step that completed, the final state).
+struct Reporter {
+    bar: Option<indicatif::ProgressBar>,
+    command: &'static str,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Reporter {
+    /// `template` is the bar's indicatif template; `len` makes it a bar instead of a spinner.
+    fn new(command: &'static str, template: &str, len: Option<u64>) -> Self {
+        use std::io::IsTerminal as _;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = match len {
+                Some(n) => indicatif::ProgressBar::new(n),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            let style = indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Reporter {
+            bar,
+            command,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The bar's length (for a bar whose total is known only later).
+    fn set_len(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(n);
+        }
+    }
+
+    /// Where the command stands; `force` prints a plain line even if one was just printed.
+    fn update(&self, pos: u64, msg: String, force: bool) {
+        if let Some(b) = &self.bar {
+            b.set_position(pos);
+            b.set_message(msg);
+            return;
+        }
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if !force && last.is_some_and(|t| now.duration_since(t) < PLAIN_PROGRESS_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        eprintln!("{}: {msg}", self.command);
+    }
+
+    /// Removes the bar (the summary follows on stdout).
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
         }
     }
 }

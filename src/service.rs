@@ -38,9 +38,10 @@ use crate::scheduler::{
     Cluster, JobOutcome, JobRunner, JobSpec, RunId, Scheduler, SchedulerConfig, Trigger,
 };
 use crate::store::{Store, StoreError};
+use crate::sync::execute::ProgressHook;
 use connections::{
-    now_rfc3339, Connection, ConnectionId, ConnectionState, Connections, RunRecord, RunState,
-    RunSummary,
+    now_rfc3339, Connection, ConnectionId, ConnectionState, Connections, LiveRuns, RunRecord,
+    RunState, RunSummary,
 };
 use metrics::{Area, Gauges, Metrics, PROMETHEUS_CONTENT_TYPE};
 use secrets::SecretBox;
@@ -86,6 +87,20 @@ pub trait Connector: Send + Sync + 'static {
         credentials: &Credentials,
     ) -> Result<Arc<dyn Provider>, ProviderError>;
 
+    /// Which provider serves an account whose email domain names none (not gmail.com,
+    /// icloud.com, outlook.com, …), and where: CardDAV discovery (RFC 6764) first, then
+    /// Exchange Autodiscover (MS-OXDSCLI / MS-OXWSADISC). `Ok(None)`: this connector does
+    /// not discover at creation; the connection is created as CardDAV and discovered when it
+    /// is opened.
+    async fn discover(
+        &self,
+        email: &str,
+        credentials: &Credentials,
+    ) -> Result<Option<Discovered>, DiscoveryError> {
+        let _ = (email, credentials);
+        Ok(None)
+    }
+
     /// The operator's OAuth app for `provider` (Google or Graph), for the server's
     /// authorization-code flow. Connectors without OAuth apps refuse.
     fn oauth_client(
@@ -125,6 +140,39 @@ impl From<StoreError> for RunError {
     }
 }
 
+/// What [`Connector::discover`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// `carddav` or `ews`.
+    pub provider: crate::providers::ProviderKind,
+    /// The CardDAV principal or the EWS endpoint, already checked against the private-network
+    /// policy.
+    pub server_url: String,
+}
+
+/// Why [`Connector::discover`] found no provider.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// A server was found but refused the credentials.
+    #[error("the {} server found for this address rejected the credentials: {message}", connections::provider_name(*.provider))]
+    Rejected {
+        /// The provider whose server refused.
+        provider: crate::providers::ProviderKind,
+        /// What it said.
+        message: String,
+    },
+    /// Neither CardDAV discovery nor Exchange Autodiscover found a server.
+    #[error("no address book service found for {email}: CardDAV discovery (RFC 6764) found nothing ({carddav}); Exchange Autodiscover found nothing ({ews})")]
+    NothingFound {
+        /// The address.
+        email: String,
+        /// Why CardDAV discovery failed.
+        carddav: String,
+        /// Why Autodiscover failed.
+        ews: String,
+    },
+}
+
 /// Runs the sync engine for one connection.
 #[async_trait]
 pub trait SyncRunner: Send + Sync + 'static {
@@ -135,6 +183,19 @@ pub trait SyncRunner: Send + Sync + 'static {
         credentials: &Credentials,
         run_id: RunId,
     ) -> Result<RunSummary, RunError>;
+    /// One sync run that reports its live progress to `progress` as it goes (the run-status
+    /// API, the dashboard's Refresh, `cardbridge sync`'s bar). Runners that cannot report
+    /// progress keep this default: the run goes on without live counts.
+    async fn run_reporting(
+        &self,
+        connection: &Connection,
+        credentials: &Credentials,
+        run_id: RunId,
+        progress: ProgressHook,
+    ) -> Result<RunSummary, RunError> {
+        drop(progress);
+        self.run(connection, credentials, run_id).await
+    }
     /// Drops the connection's sync state; when `remove_persons`, deletes the persons it
     /// created (linked persons are only unlinked).
     async fn forget(
@@ -182,6 +243,8 @@ pub struct Core {
     pub metrics: Metrics,
     /// The private-network policy for connection URLs.
     pub allow_private_networks: bool,
+    /// Live progress of the runs going on in this process.
+    pub live: LiveRuns,
 }
 
 impl Core {
@@ -277,18 +340,26 @@ impl JobRunner for ServiceJobRunner {
             ended: None,
             summary: None,
             error: None,
+            progress: None,
         };
         if let Err(e) = core.connections.put_run(&record).await {
             tracing::warn!(connection = id, run = run_id, error = %e, "cannot record the run start");
         }
         let t0 = Instant::now();
         tracing::info!(connection = id, run = run_id, ?trigger, "sync run started");
+        let live = core.live.clone();
+        let progress: ProgressHook = Arc::new(move |p| live.set(run_id, p.into()));
         let result = match core.credentials(&conn) {
-            Ok(creds) => core.runner.run(&conn, &creds, run_id).await,
+            Ok(creds) => {
+                core.runner
+                    .run_reporting(&conn, &creds, run_id, progress)
+                    .await
+            }
             Err(e) => Err(RunError::Local(e.to_string())),
         };
         let took = t0.elapsed();
         record.ended = Some(now_rfc3339());
+        record.progress = core.live.take(run_id);
         let outcome = match result {
             Ok(summary) => {
                 core.metrics.record_items(
@@ -462,6 +533,7 @@ impl ServiceBuilder {
             secrets: SecretBox::from_key(&self.secret_key)?,
             metrics: Metrics::default(),
             allow_private_networks: self.allow_private_networks,
+            live: LiveRuns::default(),
         });
         let job_runner = Arc::new(ServiceJobRunner { core: core.clone() });
         let clustered = self.cluster.is_some();
@@ -522,6 +594,19 @@ async fn count_requests(
         .metrics
         .record_request(Area::of_path(req.uri().path()));
     next.run(req).await
+}
+
+/// What `cardbridge serve` serves: [`app`] with the CardDAV server, which shares the one `Crm`
+/// (and so the one change log) and the one login [`crate::server::auth::Throttle`] with the
+/// API and the dashboard: a failed CardDAV Basic login and a failed API or dashboard login
+/// count against the same login name and address.
+pub fn full_app(state: ApiState, dav: crate::server::ServerConfig) -> Router {
+    let carddav = crate::server::app(crate::server::AppState::with_throttle(
+        Arc::new(state.core.crm.clone()),
+        dav,
+        state.auth.throttle.clone(),
+    ));
+    app(state, Some(carddav))
 }
 
 /// The whole HTTP service: API, dashboard, `/healthz`, `/metrics`, plus `extra` (the CardDAV
@@ -698,12 +783,7 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         }
     }
     let scheduler = state.scheduler.clone();
-    // The CardDAV server shares the one `Crm` (and so the one change log) with the API.
-    let carddav = crate::server::app(crate::server::AppState::new(
-        Arc::new(state.core.crm.clone()),
-        crate::server::ServerConfig::default(),
-    ));
-    let router = app(state, Some(carddav));
+    let router = full_app(state, crate::server::ServerConfig::default());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
@@ -753,10 +833,11 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// A [`SyncRunner`] that runs [`wiring::Wiring`] with a page observer (for `cardbridge sync`).
+/// A [`SyncRunner`] that runs [`wiring::Wiring`] reporting progress to the command line too
+/// (for `cardbridge sync`).
 struct ObservedRunner {
     wiring: Arc<wiring::Wiring>,
-    observer: wiring::PageObserver,
+    observer: ProgressHook,
 }
 
 #[async_trait]
@@ -770,6 +851,20 @@ impl SyncRunner for ObservedRunner {
         self.wiring
             .run_observed(c, creds, Some(self.observer.clone()))
             .await
+    }
+    async fn run_reporting(
+        &self,
+        c: &Connection,
+        creds: &Credentials,
+        _: RunId,
+        progress: ProgressHook,
+    ) -> Result<RunSummary, RunError> {
+        let observer = self.observer.clone();
+        let both: ProgressHook = Arc::new(move |p| {
+            progress(p);
+            observer(p);
+        });
+        self.wiring.run_observed(c, creds, Some(both)).await
     }
     async fn forget(&self, c: &Connection, remove: bool) -> Result<ForgetSummary, RunError> {
         self.wiring.forget(c, remove).await
@@ -791,12 +886,13 @@ pub enum SyncOnceError {
 }
 
 /// `cardbridge sync --connection ID`: one run in the foreground, recorded like a manual
-/// refresh (run record, conflicts, connection state), reporting each pulled page to
-/// `observer`. Needs the data directory to itself: `serve` must not be running on it.
+/// refresh (run record, conflicts, connection state), reporting the run's progress (pages,
+/// items, counts so far) to `observer`. Needs the data directory to itself: `serve` must not
+/// be running on it.
 pub async fn sync_once(
     config: &Config,
     id: ConnectionId,
-    observer: wiring::PageObserver,
+    observer: ProgressHook,
 ) -> Result<RunRecord, SyncOnceError> {
     let store = open_store(&config.data_dir).map_err(|e| {
         ServiceError::Io(format!(
@@ -834,6 +930,7 @@ pub async fn sync_once(
         secrets: SecretBox::from_key(&key).map_err(ServiceError::from)?,
         metrics: Metrics::default(),
         allow_private_networks: config.allow_private_networks,
+        live: LiveRuns::default(),
     });
     let conn = core
         .connections

@@ -1,9 +1,11 @@
 //! The REST API end to end over the in-process router: every endpoint, including the
 //! refusals (a visibility the plan does not offer, another user's connection or person,
-//! malformed JSON, missing auth), with a fake provider and a scripted sync runner.
+//! malformed JSON, missing auth), with a fake provider and a scripted sync runner; and a
+//! run's live progress, with the real engine over a provider that stops between pages.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_support;
+mod sync_support;
 
 use std::sync::Arc;
 
@@ -1174,4 +1176,253 @@ async fn every_path_in_openapi_yaml_is_routed() {
         checked += 1;
     }
     assert!(checked >= 40, "only {checked} operations found in the spec");
+}
+
+/// A provider that stops before the second page of each run: it says so on `reached`, then
+/// waits for a permit on `release`. The test sees the run between its pages, deterministically.
+struct GatedBook {
+    inner: Arc<sync_support::FakeBook>,
+    pulls: std::sync::atomic::AtomicUsize,
+    reached: tokio::sync::mpsc::UnboundedSender<()>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl cardbridge::providers::Provider for GatedBook {
+    fn kind(&self) -> cardbridge::providers::ProviderKind {
+        cardbridge::providers::ProviderKind::Carddav
+    }
+    async fn sync_groups(&self) -> Result<Vec<cardbridge::providers::SyncGroup>, ProviderError> {
+        self.inner.sync_groups().await
+    }
+    async fn pull(
+        &self,
+        group: &str,
+        cursor: Option<&str>,
+    ) -> Result<cardbridge::providers::Page, ProviderError> {
+        if self.pulls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.reached.send(()).unwrap();
+            self.release.acquire().await.unwrap().forget();
+        }
+        self.inner.pull(group, cursor).await
+    }
+    async fn fetch(
+        &self,
+        group: &str,
+        id: &str,
+    ) -> Result<Option<cardbridge::providers::RemoteItem>, ProviderError> {
+        self.inner.fetch(group, id).await
+    }
+    async fn create(
+        &self,
+        group: &str,
+        card: &cardbridge::vcard::VCard,
+        crm_id: &str,
+    ) -> Result<cardbridge::providers::Written, ProviderError> {
+        self.inner.create(group, card, crm_id).await
+    }
+    async fn update(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        card: &cardbridge::vcard::VCard,
+    ) -> Result<cardbridge::providers::Written, ProviderError> {
+        self.inner.update(group, id, etag, card).await
+    }
+    async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError> {
+        self.inner.delete(group, id, etag).await
+    }
+}
+
+/// Runs the real sync engine over a [`GatedBook`] with the service's progress hook.
+struct EngineRunner {
+    core: std::sync::OnceLock<(cardbridge::crm::Crm, Arc<dyn cardbridge::store::Store>)>,
+    book: Arc<sync_support::FakeBook>,
+    reached: tokio::sync::mpsc::UnboundedSender<()>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl cardbridge::service::SyncRunner for EngineRunner {
+    async fn run(
+        &self,
+        _: &cardbridge::service::connections::Connection,
+        _: &cardbridge::service::Credentials,
+        _: cardbridge::scheduler::RunId,
+    ) -> Result<RunSummary, cardbridge::service::RunError> {
+        Err(cardbridge::service::RunError::Local(
+            "the service must call run_reporting".into(),
+        ))
+    }
+    async fn run_reporting(
+        &self,
+        c: &cardbridge::service::connections::Connection,
+        _: &cardbridge::service::Credentials,
+        _: cardbridge::scheduler::RunId,
+        progress: cardbridge::sync::execute::ProgressHook,
+    ) -> Result<RunSummary, cardbridge::service::RunError> {
+        let (crm, store) = self.core.get().unwrap();
+        let sc = cardbridge::service::wiring::sync_connection(c)?;
+        let book = GatedBook {
+            inner: self.book.clone(),
+            pulls: Default::default(),
+            reached: self.reached.clone(),
+            release: self.release.clone(),
+        };
+        let options = cardbridge::sync::execute::Options {
+            progress: Some(progress),
+            ..Default::default()
+        };
+        let s = cardbridge::sync::execute::run_with(&sc, &book, crm, store.as_ref(), &options)
+            .await
+            .map_err(cardbridge::service::RunError::from)?;
+        Ok(cardbridge::service::wiring::service_summary(&s, 0))
+    }
+    async fn forget(
+        &self,
+        _: &cardbridge::service::connections::Connection,
+        _: bool,
+    ) -> Result<cardbridge::service::ForgetSummary, cardbridge::service::RunError> {
+        Ok(Default::default())
+    }
+}
+
+/// Waits until the gated run stands before its second page (the timeout only guards a hang).
+async fn wait_for_gate(reached: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), reached.recv())
+        .await
+        .expect("the run reaches its second page")
+        .unwrap();
+}
+
+/// Polls a run until it is no longer queued or running (the run itself is gated, not timed).
+async fn finished_run(app: &axum::Router, url: &str) -> Value {
+    for _ in 0..3000 {
+        let (s, v) = call(app, "GET", url, ANN, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        if v["data"]["state"] != "running" && v["data"]["state"] != "queued" {
+            return v["data"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("run {url} did not end");
+}
+
+#[tokio::test]
+async fn a_running_refresh_reports_live_counts_until_it_ends() {
+    let book = sync_support::FakeBook::new(2);
+    for (id, name) in [("a", "Ada Lovelace"), ("b", "Bob Byte"), ("c", "Cy Young")] {
+        book.put(
+            &format!("{id}.vcf"),
+            sync_support::card(id, name, &[&format!("{id}@example.com")], &[]),
+        );
+    }
+    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let runner = Arc::new(EngineRunner {
+        core: std::sync::OnceLock::new(),
+        book: book.clone(),
+        reached: reached_tx,
+        release: release.clone(),
+    });
+    let state = ServiceBuilder::new(Arc::new(MapStore::default()))
+        .connector(Arc::new(FakeConnector))
+        .runner(runner.clone())
+        .scheduler(SchedulerConfig {
+            jitter: std::time::Duration::ZERO,
+            ..SchedulerConfig::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    runner
+        .core
+        .set((state.core.crm.clone(), state.core.store.clone()))
+        .ok()
+        .unwrap();
+    ensure_admin(&state.core.crm, "admin", Some("adminpass1".into()))
+        .await
+        .unwrap();
+    let app = app(state, None);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/v1/admin/users",
+        ADMIN,
+        Some(&json!({"login": "ann", "name": "ann", "password": "annpass123"}).to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = new_connection(&app, ANN).await;
+    let base = format!("/api/v1/connections/{id}");
+    let (s, v) = call(
+        &app,
+        "PATCH",
+        &format!("{base}/settings"),
+        ANN,
+        Some(r#"{"sync_group":"/book/","visibility":"entire_company"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Start Syncing: the first run (a full listing of 3 cards, 2 per page).
+    let (s, v) = call(&app, "POST", &format!("{base}/start"), ANN, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let url = v["data"]["status_url"].as_str().unwrap().to_string();
+    wait_for_gate(&mut reached).await;
+    let (s, v) = call(&app, "GET", &url, ANN, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["state"], "running", "{v}");
+    let p = &v["data"]["progress"];
+    assert_eq!(
+        (&p["pages"], &p["items"], &p["added"], &p["updated"]),
+        (&json!(1), &json!(2), &json!(2), &json!(0)),
+        "{v}"
+    );
+    release.add_permits(1);
+    let done = finished_run(&app, &url).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["summary"]["added"], 3, "{done}");
+    assert_eq!(done["progress"]["pages"], 2, "{done}");
+    // 3 cards, plus the CRM changes the run walks after the pull.
+    assert!(done["progress"]["items"].as_u64().unwrap() >= 3, "{done}");
+    assert_eq!(done["progress"]["added"], 3, "{done}");
+
+    // Three cards edited, then Refresh: the run's 202 status URL shows the updates so far.
+    for (id, name) in [("a", "Ada King"), ("b", "Bob Bit"), ("c", "Cy Old")] {
+        book.put(
+            &format!("{id}.vcf"),
+            sync_support::card(id, name, &[&format!("{id}@example.com")], &[]),
+        );
+    }
+    let (s, v) = call(&app, "POST", &format!("{base}/refresh"), ANN, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run_id = v["data"]["run_id"].as_u64().unwrap();
+    let url = v["data"]["status_url"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("{base}/runs/{run_id}"));
+    wait_for_gate(&mut reached).await;
+    let (_, v) = call(&app, "GET", &url, ANN, None).await;
+    assert_eq!(v["data"]["state"], "running", "{v}");
+    let p = &v["data"]["progress"];
+    assert_eq!(
+        (&p["pages"], &p["items"], &p["added"], &p["updated"]),
+        (&json!(1), &json!(2), &json!(0), &json!(2)),
+        "{v}"
+    );
+    // The list of runs and the status figures show the same live counts.
+    let (_, v) = call(&app, "GET", &format!("{base}/runs"), ANN, None).await;
+    assert_eq!(v["data"][0]["id"], run_id, "{v}");
+    assert_eq!(v["data"][0]["progress"]["updated"], 2, "{v}");
+    let (_, v) = call(&app, "GET", &format!("{base}/status"), ANN, None).await;
+    assert_eq!(
+        v["data"]["figures"]["latest_run"]["progress"]["updated"], 2,
+        "{v}"
+    );
+    release.add_permits(1);
+    let done = finished_run(&app, &url).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["summary"]["updated"], 3, "{done}");
+    assert_eq!(done["progress"]["updated"], 3, "{done}");
+    assert_eq!(done["progress"]["pages"], 2, "{done}");
 }

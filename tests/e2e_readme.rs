@@ -380,6 +380,14 @@ async fn readme_walkthrough_syncs_a_radicale_address_book() {
     assert!(stdout.contains("succeeded"), "{stdout}");
     assert!(stdout.contains("added 1"), "{stdout}");
     assert!(stdout.contains("in sync 4"), "{stdout}");
+    // Not a terminal: the progress shows as plain lines on stderr, ending with the counts.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("cardbridge sync: ") && l.contains(": 1 added, 0 updated")),
+        "{stderr}"
+    );
     let server = serve(&data);
     let api = Api::new(&server);
     let status = api

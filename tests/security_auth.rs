@@ -236,6 +236,56 @@ async fn rest_api_basic_and_bearer_and_dashboard_login_lock_too() {
 }
 
 #[tokio::test]
+async fn carddav_and_rest_api_failures_count_together() {
+    let s = svc().await;
+    // Alternating between the CardDAV server and the REST API gains a guesser nothing: the
+    // failures of both count against the one login (regression: each had its own counters,
+    // so 2 × (lock_after − 1) guesses went through without a lock).
+    let attempts: Vec<Box<dyn Fn() -> Request<Body>>> = vec![
+        Box::new(|| dav_req("alice", "guess-1")),
+        Box::new(|| api_req("alice", "guess-2")),
+        Box::new(|| form_req("alice", "guess-3")),
+    ];
+    assert_eq!(attempts.len() as u32, LOCK_AFTER);
+    for (i, bad) in attempts.iter().enumerate() {
+        let r = s.send(bad()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    // Locked everywhere now, even for the right password.
+    for (what, r) in [
+        ("CardDAV", s.send(dav_req("alice", "alice-right-pw")).await),
+        ("REST", s.send(api_req("alice", "alice-right-pw")).await),
+        (
+            "dashboard",
+            s.send(form_req("alice", "alice-right-pw")).await,
+        ),
+    ] {
+        assert_eq!(
+            r.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{what}: {}",
+            r.text()
+        );
+        assert!(retry_after(&r) >= 1, "{what}");
+    }
+    // The same per address: a spray split between CardDAV and the API locks the address.
+    let attacker = "192.0.2.9";
+    for (i, req) in [
+        from(attacker, dav_req("bob", "guess")),
+        from(attacker, api_req("carol", "guess")),
+        from(attacker, dav_req("carol", "guess")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = s.send(req).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "spray {i}");
+    }
+    let r = s.send(from(attacker, api_req("bob", "bob-right-pw"))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+}
+
+#[tokio::test]
 async fn revoked_app_password_and_changed_password_stop_working_at_once() {
     let s = svc().await;
     // An app password, used (and so cached) on CardDAV and on the API.

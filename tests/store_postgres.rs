@@ -192,6 +192,25 @@ async fn migrate_copies_a_sled_directory_and_verifies_it() {
         );
     }
     assert!(stdout.contains("migrated 3006 entries"), "{stdout}");
+    // stderr is not a terminal here: plain progress lines instead of a bar, one at least when
+    // each keyspace is copied and when it is read back, with its counts.
+    for line in [
+        "cardbridge migrate: crm.person copied 3/3",
+        "cardbridge migrate: sync.item copied 3000/3000",
+        "cardbridge migrate: items copied 1/1",
+        "cardbridge migrate: crm.person read back 3/3",
+        "cardbridge migrate: sync.item read back 3000/3000",
+        "cardbridge migrate: items read back 1/1",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(line)),
+            "no progress line {line:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.lines().any(|l| l.ends_with("(3006/3006 in all)")),
+        "{stderr}"
+    );
 
     // Everything reads back through the Store API, byte for byte.
     let pg = PgStore::open(&pg_support::settings(&schema)).await.unwrap();

@@ -120,6 +120,59 @@ fn ada() -> VCard {
 const BOTH: [Direction; 2] = [Direction::OneWay, Direction::TwoWay];
 
 #[tokio::test]
+async fn progress_is_reported_after_each_page_and_item_and_ends_at_the_summary() {
+    let w = world(Direction::TwoWay, Policy::NewestWins).await;
+    for i in 0..5 {
+        w.book.put(
+            &format!("p{i}.vcf"),
+            card(
+                &format!("p{i}"),
+                &format!("Person {i}"),
+                &[&format!("p{i}@x.org")],
+                &[],
+            ),
+        );
+    }
+    w.book.state.lock().unwrap().invalid.insert("p4.vcf".into());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<execute::Progress>::new()));
+    let hook: execute::ProgressHook = {
+        let seen = seen.clone();
+        Arc::new(move |p| seen.lock().unwrap().push(*p))
+    };
+    let options = execute::Options {
+        progress: Some(hook),
+        ..execute::Options::default()
+    };
+    let s = execute::run_with(&w.conn, w.book.as_ref(), &w.crm, w.store.as_ref(), &options)
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    // Page size 2: 3 pages of 5 cards (one unreadable), each page and each item reported.
+    assert_eq!(s.pages, 3);
+    let pages: Vec<u64> = seen.iter().map(|p| p.pages).collect();
+    assert_eq!(pages.first(), Some(&1), "{seen:?}");
+    // Counts only grow, and the first page's items are counted before the second is pulled.
+    for pair in seen.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert!(b.pages >= a.pages && b.items >= a.items, "{seen:?}");
+        assert!(b.counts.crm.added >= a.counts.crm.added, "{seen:?}");
+    }
+    let before_page_2 = seen
+        .iter()
+        .rfind(|p| p.pages == 1)
+        .expect("reports during the first page");
+    assert_eq!(before_page_2.items, 2, "{seen:?}");
+    assert_eq!(before_page_2.counts.crm.added, 2, "{seen:?}");
+    // The last report is the run's own summary.
+    let last = seen.last().unwrap();
+    assert_eq!(last.pages, s.pages);
+    assert_eq!(last.counts, s.counts);
+    assert_eq!(last.counts.crm.added, 4);
+    assert_eq!(last.counts.errors, 1, "the unreadable card");
+    assert!(last.items >= 5, "5 cards, then the CRM changes: {seen:?}");
+}
+
+#[tokio::test]
 async fn remote_created_creates_a_person_with_the_connections_owner_and_visibility() {
     for d in BOTH {
         let w = world(d, Policy::NewestWins).await;

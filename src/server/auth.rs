@@ -9,7 +9,9 @@
 //!   failure: every attempt during the lock is answered 429 with `Retry-After` *without
 //!   checking the password*, so neither parallel guessing nor the right password gets through.
 //!   A success clears the login's and the address's counters. Entries expire after
-//!   `forget_after` of quiet. The REST API and the dashboard login use the same [`Throttle`].
+//!   `forget_after` of quiet. `cardbridge serve` hands ONE [`Throttle`] to the CardDAV server,
+//!   the REST API and the dashboard login ([`Authenticator::with_throttle`]), so failures on
+//!   any of them count together: alternating between them gains a guesser nothing.
 //! - **A verified credential is cached** (keyed by SHA-256 of login and secret, never the secret
 //!   itself) for `cache_ttl`, so DAV clients that send Basic on every request do not pay argon2
 //!   each time. The user record is read again on every request and the cache entry is only
@@ -19,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -108,7 +110,7 @@ struct Cached {
 #[derive(Debug)]
 pub struct Authenticator {
     config: AuthConfig,
-    throttle: Throttle,
+    throttle: Arc<Throttle>,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
 }
 
@@ -253,17 +255,24 @@ pub fn challenge() -> HeaderValue {
 }
 
 impl Authenticator {
-    /// A fresh authenticator.
+    /// A fresh authenticator with its own failure counters.
     pub fn new(config: AuthConfig) -> Self {
+        let throttle = Arc::new(Throttle::new(config.clone()));
+        Self::with_throttle(config, throttle)
+    }
+
+    /// An authenticator counting failures in `throttle`, shared with the other login paths
+    /// (the REST API's and the dashboard's); its delays and lock are `throttle`'s.
+    pub fn with_throttle(config: AuthConfig, throttle: Arc<Throttle>) -> Self {
         Self {
-            throttle: Throttle::new(config.clone()),
+            throttle,
             config,
             cache: Mutex::default(),
         }
     }
 
     /// The failure counters.
-    pub fn throttle(&self) -> &Throttle {
+    pub fn throttle(&self) -> &Arc<Throttle> {
         &self.throttle
     }
 

@@ -58,7 +58,18 @@ pub struct AppState {
 impl AppState {
     /// State over a CRM with these settings.
     pub fn new(crm: Arc<Crm>, config: ServerConfig) -> Self {
-        let authn = auth::Authenticator::new(config.auth.clone());
+        let throttle = Arc::new(auth::Throttle::new(config.auth.clone()));
+        Self::with_throttle(crm, config, throttle)
+    }
+
+    /// State whose Basic logins count their failures in `throttle`, shared with the REST API
+    /// and the dashboard (`cardbridge serve` passes the API's).
+    pub fn with_throttle(
+        crm: Arc<Crm>,
+        config: ServerConfig,
+        throttle: Arc<auth::Throttle>,
+    ) -> Self {
+        let authn = auth::Authenticator::with_throttle(config.auth.clone(), throttle);
         Self {
             dav: carddav::data::Data::new((*crm).clone()),
             crm,

@@ -221,6 +221,70 @@ pub struct RunSummary {
     pub conflicts: Vec<ConflictRecord>,
 }
 
+/// How far a run got: live while it runs (from the engine's progress hook), final once it
+/// ended. Counts are on either side, like [`RunSummary`]'s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunProgress {
+    /// Provider pages pulled so far.
+    pub pages: u64,
+    /// Items handled so far (remote changes, listed deletions, CRM changes).
+    pub items: u64,
+    /// Added so far.
+    pub added: u64,
+    /// Updated so far.
+    pub updated: u64,
+    /// Deleted so far.
+    pub deleted: u64,
+    /// Conflicts resolved so far.
+    pub conflicts: u64,
+    /// Item errors so far.
+    pub errors: u64,
+}
+
+impl From<&crate::sync::execute::Progress> for RunProgress {
+    fn from(p: &crate::sync::execute::Progress) -> Self {
+        RunProgress {
+            pages: p.pages,
+            items: p.items,
+            added: p.counts.added(),
+            updated: p.counts.updated(),
+            deleted: p.counts.deleted(),
+            conflicts: p.counts.conflicts,
+            errors: p.counts.errors,
+        }
+    }
+}
+
+/// The live progress of the runs going on in this process, by run id (the service's run
+/// registry). A run's engine writes its entry as it goes; the run-status API reads it while
+/// the run record says `running`; the entry is removed (and kept in the record) when the run
+/// ends. Runs going on in another node of a cluster are not in it.
+#[derive(Debug, Default, Clone)]
+pub struct LiveRuns {
+    inner: Arc<std::sync::Mutex<std::collections::HashMap<RunId, RunProgress>>>,
+}
+
+impl LiveRuns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<RunId, RunProgress>> {
+        // A poisoned lock only means a reader panicked; the map itself is always whole.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    /// Records where `run` stands.
+    pub fn set(&self, run: RunId, p: RunProgress) {
+        self.lock().insert(run, p);
+    }
+    /// Where `run` stands, if it is going on here.
+    pub fn get(&self, run: RunId) -> Option<RunProgress> {
+        self.lock().get(&run).copied()
+    }
+    /// Removes `run`, returning its last progress.
+    pub fn take(&self, run: RunId) -> Option<RunProgress> {
+        self.lock().remove(&run)
+    }
+}
+
 /// A run's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -252,6 +316,9 @@ pub struct RunRecord {
     pub summary: Option<RunSummary>,
     /// Why it failed.
     pub error: Option<String>,
+    /// How far it got: live while running (on the node running it), final once ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<RunProgress>,
 }
 
 /// Added/updated/deleted over a period.

@@ -3,7 +3,10 @@
 //! from the email's domain, iCloud with its profile, Google People and Microsoft Graph with an
 //! OAuth [`TokenManager`]), runs the sync engine ([`crate::sync::execute`]) with the
 //! connection's direction, visibility, policy and mapping, and turns the engine's summary into
-//! the service's [`RunSummary`] (what the API's status, figures and conflicts show).
+//! the service's [`RunSummary`] (what the API's status, figures and conflicts show), passing
+//! the engine's live progress to the run registry. For a connection created from an email
+//! whose domain names no provider it finds the provider: CardDAV discovery (RFC 6764), then
+//! Exchange Autodiscover ([`Connector::discover`]).
 //!
 //! The private-network policy (`allow_private_networks`) is applied to every URL this module
 //! hands a provider: the server URL on each open, each discovered context URL, and the chosen
@@ -20,7 +23,9 @@ use super::connections::{
     SyncDirection,
 };
 use super::secrets::SecretBox;
-use super::{Connector, Credentials, ForgetSummary, RunError, SyncRunner};
+use super::{
+    Connector, Credentials, Discovered, DiscoveryError, ForgetSummary, RunError, SyncRunner,
+};
 use crate::config::{check_url_resolved, OAuthSection};
 use crate::crm::{Crm, CrmError};
 use crate::providers::carddav::{
@@ -30,25 +35,33 @@ use crate::providers::ews::{self, EwsAuth, EwsConfig, EwsProvider};
 use crate::providers::google::{GoogleConfig, GoogleProvider};
 use crate::providers::graph::{GraphConfig, GraphProvider};
 use crate::providers::oauth::{self, OAuthClient, OAuthEndpoints, TokenManager};
-use crate::providers::{
-    Page, Provider, ProviderError, ProviderKind, RemoteItem, SyncGroup, Written,
-};
+use crate::providers::{Provider, ProviderError, ProviderKind};
 use crate::scheduler::RunId;
 use crate::store::{scan_all, Batch, Store};
 use crate::sync::conflicts::{self, SPACE_CONFLICTS};
 use crate::sync::connection::SyncConnection;
-use crate::sync::execute::{self, Options, SyncError};
+use crate::sync::execute::{self, Options, ProgressHook, SyncError};
 use crate::sync::merge::{Policy, Side};
 use crate::sync::reconcile::{Direction, Origin};
 use crate::sync::state;
 use crate::sync::stats::{self, SPACE_STATS};
-use crate::vcard::VCard;
 
 /// iCloud's CardDAV entry point (discovery finds the partition host from here).
 pub const ICLOUD_CARDDAV_URL: &str = "https://contacts.icloud.com/";
 
 /// At most this many item error messages are kept in a run summary.
 pub const MAX_ERROR_MESSAGES: usize = 20;
+
+/// How long each of CardDAV discovery and Exchange Autodiscover may take when a connection
+/// is created for an unknown domain (the API request waits for them).
+pub const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn timed_out() -> ProviderError {
+    ProviderError::Transport(format!(
+        "no answer within {} s",
+        DISCOVERY_TIMEOUT.as_secs()
+    ))
+}
 
 /// What [`Wiring`] needs besides the CRM and the store.
 #[derive(Clone, Default)]
@@ -67,10 +80,11 @@ pub struct WiringConfig {
     pub microsoft_authority: Option<String>,
     /// DNS for RFC 6764 SRV/TXT lookups (`None`: the system resolver).
     pub resolver: Option<Arc<dyn SrvResolver + Send + Sync>>,
+    /// Ask this origin's `/autodiscover/autodiscover.svc` and `.xml` instead of the email
+    /// domain's documented Autodiscover candidates (`None`: the documented ones). Tests point
+    /// it at a loopback fake.
+    pub autodiscover_origin: Option<Url>,
 }
-
-/// Called with each page a run pulls (for progress bars).
-pub type PageObserver = Arc<dyn Fn(&Page) + Send + Sync>;
 
 /// The providers and the engine, wired to one CRM and store.
 pub struct Wiring {
@@ -169,9 +183,14 @@ impl Wiring {
                     username: username.clone(),
                     password: password.clone(),
                 };
-                ews::autodiscover(&self.http, &c.account_email, &auth)
-                    .await?
-                    .ews_url
+                ews::autodiscover::discover(
+                    &self.http,
+                    &c.account_email,
+                    &auth,
+                    self.autodiscover_candidates(&c.account_email).await?,
+                )
+                .await?
+                .ews_url
             }
         };
         self.check_url(&url).await?;
@@ -214,8 +233,22 @@ impl Wiring {
             self.check_url(&url).await?;
             return CarddavProvider::connect(url, auth, profile);
         }
-        // RFC 6764: SRV/TXT for the email's domain, then https://domain/.well-known/carddav.
-        let start = DiscoveryStart::Email(c.account_email.clone());
+        let principal = self
+            .discover_carddav(&c.account_email, &auth, &profile)
+            .await?;
+        CarddavProvider::connect(principal, auth, profile)
+    }
+
+    /// RFC 6764 from an email address: SRV/TXT for its domain, then
+    /// `https://domain/.well-known/carddav`; the principal of the first context URL that
+    /// answers (each URL checked against the private-network policy).
+    async fn discover_carddav(
+        &self,
+        email: &str,
+        auth: &Auth,
+        profile: &Profile,
+    ) -> Result<Url, ProviderError> {
+        let start = DiscoveryStart::Email(email.to_string());
         let resolver: Arc<dyn SrvResolver + Send + Sync> = match &self.config.resolver {
             Some(r) => r.clone(),
             None => Arc::new(cd::HickoryResolver::system().map_err(ProviderError::Transport)?),
@@ -232,7 +265,7 @@ impl Wiring {
             match cd::discover(&client, &DiscoveryStart::Url(ctx.clone()), &cd::NoDns).await {
                 Ok(found) => {
                     self.check_url(&found.principal).await?;
-                    return CarddavProvider::connect(found.principal, auth, profile);
+                    return Ok(found.principal);
                 }
                 Err(ProviderError::CredentialsRejected) => {
                     return Err(ProviderError::CredentialsRejected)
@@ -242,10 +275,121 @@ impl Wiring {
         }
         Err(match last {
             ProviderError::NotFound => ProviderError::Unsupported(format!(
-                "no CardDAV service found for {} (RFC 6764 discovery); give the server URL",
-                c.account_email
+                "no CardDAV service found for {email} (RFC 6764 discovery); give the server URL"
             )),
             e => e,
+        })
+    }
+
+    /// The Autodiscover candidates for `email`: the configured origin's, else the documented
+    /// ones; those the private-network policy refuses are left out.
+    async fn autodiscover_candidates(
+        &self,
+        email: &str,
+    ) -> Result<Vec<ews::autodiscover::Candidate>, ProviderError> {
+        use ews::autodiscover::Candidate;
+        let all = match &self.config.autodiscover_origin {
+            Some(origin) => {
+                let at = |p: &str| {
+                    origin
+                        .join(p)
+                        .map_err(|e| ProviderError::Unsupported(format!("bad origin: {e}")))
+                };
+                vec![
+                    Candidate::Soap(at(ews::names::AUTODISCOVER_SVC_PATH)?),
+                    Candidate::Pox(at(ews::names::AUTODISCOVER_XML_PATH)?),
+                ]
+            }
+            None => ews::autodiscover::candidates(email)?,
+        };
+        let mut out = Vec::new();
+        for c in all {
+            let url = match &c {
+                Candidate::Soap(u) | Candidate::Pox(u) | Candidate::RedirectProbe(u) => u,
+            };
+            match self.check_url(url).await {
+                Ok(()) => out.push(c),
+                Err(e) => tracing::debug!(%url, error = %e, "autodiscover candidate refused"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Connector::discover`]: CardDAV discovery, then Exchange Autodiscover.
+    async fn discover_account(
+        &self,
+        email: &str,
+        creds: &Credentials,
+    ) -> Result<Discovered, DiscoveryError> {
+        let username = creds
+            .username
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| email.to_string());
+        let password = creds.password.clone().unwrap_or_default();
+        let auth = Auth::Basic {
+            user: username.clone(),
+            password: password.clone(),
+        };
+        let profile = Profile::generic();
+        let carddav = match tokio::time::timeout(
+            DISCOVERY_TIMEOUT,
+            self.discover_carddav(email, &auth, &profile),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+        {
+            Ok(principal) => {
+                return Ok(Discovered {
+                    provider: ProviderKind::Carddav,
+                    server_url: principal.to_string(),
+                })
+            }
+            Err(ProviderError::CredentialsRejected) => {
+                return Err(DiscoveryError::Rejected {
+                    provider: ProviderKind::Carddav,
+                    message: ProviderError::CredentialsRejected.to_string(),
+                })
+            }
+            Err(e) => e.to_string(),
+        };
+        let ews_auth = EwsAuth::Basic { username, password };
+        let autodiscover = async {
+            match self.autodiscover_candidates(email).await {
+                Ok(candidates) if candidates.is_empty() => Err(ProviderError::Unsupported(
+                    "every Autodiscover URL was refused by the private-network policy".into(),
+                )),
+                Ok(candidates) => {
+                    ews::autodiscover::discover(&self.http, email, &ews_auth, candidates).await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let found = tokio::time::timeout(DISCOVERY_TIMEOUT, autodiscover)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
+        let ews = match found {
+            Ok(d) => match self.check_url(&d.ews_url).await {
+                Ok(()) => {
+                    return Ok(Discovered {
+                        provider: ProviderKind::Ews,
+                        server_url: d.ews_url.to_string(),
+                    })
+                }
+                Err(e) => e.to_string(),
+            },
+            Err(ProviderError::NeedsReauthorization(m)) => {
+                return Err(DiscoveryError::Rejected {
+                    provider: ProviderKind::Ews,
+                    message: m,
+                })
+            }
+            Err(e) => e.to_string(),
+        };
+        Err(DiscoveryError::NothingFound {
+            email: email.to_string(),
+            carddav,
+            ews,
         })
     }
 
@@ -409,12 +553,13 @@ impl Wiring {
         }
     }
 
-    /// One sync run; `observer` sees each pulled page (the CLI's progress bar).
+    /// One sync run; `progress` sees the engine's progress after each page and item (the
+    /// run registry, the CLI's progress bar).
     pub async fn run_observed(
         &self,
         c: &Connection,
         creds: &Credentials,
-        observer: Option<PageObserver>,
+        progress: Option<ProgressHook>,
     ) -> Result<RunSummary, RunError> {
         let sc = sync_connection(c)?;
         if matches!(c.provider, ProviderKind::Carddav | ProviderKind::Icloud) {
@@ -422,19 +567,16 @@ impl Wiring {
             self.check_url(&book).await?;
         }
         let opened = self.open_parts(c, creds).await?;
-        let provider: Arc<dyn Provider> = match observer {
-            Some(o) => Arc::new(Observed {
-                inner: opened.provider.clone(),
-                observer: o,
-            }),
-            None => opened.provider.clone(),
+        let options = Options {
+            progress,
+            ..Options::default()
         };
         let result = execute::run_with(
             &sc,
-            provider.as_ref(),
+            opened.provider.as_ref(),
             &self.crm,
             self.store.as_ref(),
-            &Options::default(),
+            &options,
         )
         .await;
         self.keep_rotated_token(c, &opened, creds).await;
@@ -536,6 +678,14 @@ impl Connector for Wiring {
         Ok(self.open_parts(c, creds).await?.provider)
     }
 
+    async fn discover(
+        &self,
+        email: &str,
+        creds: &Credentials,
+    ) -> Result<Option<Discovered>, DiscoveryError> {
+        self.discover_account(email, creds).await.map(Some)
+    }
+
     fn oauth_client(&self, provider: ProviderKind) -> Result<OAuthClient, ProviderError> {
         self.oauth_app(provider)
     }
@@ -556,6 +706,22 @@ impl SyncRunner for Wiring {
             "engine run"
         );
         self.run_observed(c, creds, None).await
+    }
+
+    async fn run_reporting(
+        &self,
+        c: &Connection,
+        creds: &Credentials,
+        run_id: RunId,
+        progress: ProgressHook,
+    ) -> Result<RunSummary, RunError> {
+        tracing::debug!(
+            connection = c.id,
+            run = run_id,
+            provider = provider_name(c.provider),
+            "engine run"
+        );
+        self.run_observed(c, creds, Some(progress)).await
     }
 
     async fn forget(
@@ -592,50 +758,6 @@ impl SyncRunner for Wiring {
         }
         store.commit(b).await?;
         Ok(out)
-    }
-}
-
-/// A provider that reports each pulled page to an observer.
-struct Observed {
-    inner: Arc<dyn Provider>,
-    observer: PageObserver,
-}
-
-#[async_trait]
-impl Provider for Observed {
-    fn kind(&self) -> ProviderKind {
-        self.inner.kind()
-    }
-    async fn sync_groups(&self) -> Result<Vec<SyncGroup>, ProviderError> {
-        self.inner.sync_groups().await
-    }
-    async fn pull(&self, group: &str, cursor: Option<&str>) -> Result<Page, ProviderError> {
-        let page = self.inner.pull(group, cursor).await?;
-        (self.observer)(&page);
-        Ok(page)
-    }
-    async fn fetch(&self, group: &str, id: &str) -> Result<Option<RemoteItem>, ProviderError> {
-        self.inner.fetch(group, id).await
-    }
-    async fn create(
-        &self,
-        group: &str,
-        card: &VCard,
-        crm_id: &str,
-    ) -> Result<Written, ProviderError> {
-        self.inner.create(group, card, crm_id).await
-    }
-    async fn update(
-        &self,
-        group: &str,
-        id: &str,
-        etag: Option<&str>,
-        card: &VCard,
-    ) -> Result<Written, ProviderError> {
-        self.inner.update(group, id, etag, card).await
-    }
-    async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError> {
-        self.inner.delete(group, id, etag).await
     }
 }
 

@@ -2,6 +2,9 @@
 //! data directory into an empty PostgreSQL schema in one transaction, then verifies, per
 //! keyspace, the entry count and a SHA-256 digest of the entries read back from PostgreSQL.
 //!
+//! [`sled_to_postgres_with`] reports its progress (per keyspace, copied/total, then read
+//! back/total) for the command's progress bar.
+//!
 //! The copy is all or nothing: a failure leaves the schema as empty as it was, so the command
 //! can simply be run again. sled locks its directory, so the node using it must be stopped
 //! first (the command says so when the directory is locked).
@@ -124,10 +127,50 @@ impl Tally {
     }
 }
 
+/// What a migration is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Copying sled's entries into PostgreSQL.
+    Copy,
+    /// Reading them back from PostgreSQL.
+    Verify,
+}
+
+/// Where a migration stands, reported after each entry copied or read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress<'a> {
+    /// Copying or verifying.
+    pub phase: Phase,
+    /// The keyspace.
+    pub space: &'a str,
+    /// Entries of this keyspace done.
+    pub done: u64,
+    /// Entries of this keyspace in sled.
+    pub total: u64,
+    /// Entries of every keyspace done in this phase.
+    pub done_all: u64,
+    /// Entries of every keyspace in sled.
+    pub total_all: u64,
+}
+
+/// Receives a migration's [`Progress`]; called for every entry, so keep it cheap.
+pub type ProgressFn<'f> = &'f (dyn Fn(&Progress<'_>) + Send + Sync);
+
 /// Copies `sled` into `pg` (which must be empty) and verifies the copy.
 pub async fn sled_to_postgres(
     sled: &SledStore,
     pg: &PgStore,
+) -> Result<MigrationReport, MigrateError> {
+    sled_to_postgres_with(sled, pg, &|_| {}).await
+}
+
+/// [`sled_to_postgres`], reporting its progress to `progress` (per keyspace, entries
+/// copied / total, then read back / total). The totals come from one counting pass over
+/// sled before the copy.
+pub async fn sled_to_postgres_with(
+    sled: &SledStore,
+    pg: &PgStore,
+    progress: ProgressFn<'_>,
 ) -> Result<MigrationReport, MigrateError> {
     if !pg.is_empty().await? {
         return Err(MigrateError::TargetNotEmpty {
@@ -135,19 +178,39 @@ pub async fn sled_to_postgres(
         });
     }
     let sequences = sled.sequence_marks()?;
+    // The totals, for the progress report.
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    for e in sled.export() {
+        let (space, _, _) = e?;
+        *totals.entry(space).or_default() += 1;
+    }
+    let total_all: u64 = totals.values().sum();
     // Tally the source as it streams by.
     let mut source: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut done_all = 0u64;
     let entries = sled.export().inspect(|e| {
         if let Ok((space, k, v)) = e {
-            source.entry(space.clone()).or_default().add(k, v);
+            let tally = source.entry(space.clone()).or_default();
+            tally.add(k, v);
+            done_all += 1;
+            progress(&Progress {
+                phase: Phase::Copy,
+                space,
+                done: tally.count,
+                total: totals.get(space).copied().unwrap_or(tally.count),
+                done_all,
+                total_all,
+            });
         }
     });
     pg.import(entries, &sequences).await?;
 
     // Read everything back from PostgreSQL, through the same `Store` API the service uses.
     let mut target: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut read_all = 0u64;
     for (space, _) in pg.counts().await? {
         let tally = target.entry(space.clone()).or_default();
+        let total = totals.get(&space).copied().unwrap_or(0);
         // `Space` is `&'static str`; a migration reads a handful of spaces once.
         let space: &'static str = Box::leak(space.into_boxed_str());
         let mut after: Option<Vec<u8>> = None;
@@ -155,6 +218,15 @@ pub async fn sled_to_postgres(
             let page = pg.scan(space, b"", after.as_deref(), 1000).await?;
             for (k, v) in &page.entries {
                 tally.add(k, v);
+                read_all += 1;
+                progress(&Progress {
+                    phase: Phase::Verify,
+                    space,
+                    done: tally.count,
+                    total,
+                    done_all: read_all,
+                    total_all,
+                });
             }
             match page.next_after {
                 Some(n) => after = Some(n),

@@ -120,6 +120,22 @@ impl RunSummary {
 /// The time source.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// Where a running sync stands, reported through [`Options::progress`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Provider pages pulled so far.
+    pub pages: u64,
+    /// Items handled so far: remote changes (unreadable ones included), listed deletions
+    /// and CRM changes walked.
+    pub items: u64,
+    /// Writes, conflicts and item errors so far (committed, or staged in the open page).
+    pub counts: RunCounts,
+}
+
+/// Receives a run's [`Progress`] after each pulled page and each handled item. It is called on
+/// the sync's task: keep it cheap (store a copy, bump a bar), never block.
+pub type ProgressHook = Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// Tuning of a run.
 #[derive(Clone)]
 pub struct Options {
@@ -129,6 +145,8 @@ pub struct Options {
     pub crm_page: usize,
     /// The clock (`None`: the system clock).
     pub clock: Option<Clock>,
+    /// Live progress of the run (`None`: not reported).
+    pub progress: Option<ProgressHook>,
 }
 
 impl Default for Options {
@@ -137,6 +155,7 @@ impl Default for Options {
             max_retries: 3,
             crm_page: 256,
             clock: None,
+            progress: None,
         }
     }
 }
@@ -324,6 +343,7 @@ struct Engine<'a> {
     conflicts: Vec<ConflictRecord>,
     errors: Vec<ItemError>,
     pages: u64,
+    items: u64,
     full_listing: bool,
 }
 
@@ -358,8 +378,28 @@ impl<'a> Engine<'a> {
             conflicts: Vec::new(),
             errors: Vec::new(),
             pages: 0,
+            items: 0,
             full_listing: false,
         })
+    }
+
+    /// Reports the progress so far to [`Options::progress`], if any.
+    fn report(&self) {
+        if let Some(hook) = &self.options.progress {
+            let mut counts = self.counts;
+            counts += self.open.counts;
+            hook(&Progress {
+                pages: self.pages,
+                items: self.items,
+                counts,
+            });
+        }
+    }
+
+    /// One more item handled.
+    fn item_done(&mut self) {
+        self.items += 1;
+        self.report();
     }
 
     async fn run(&mut self) -> Result<(), SyncError> {
@@ -415,6 +455,7 @@ impl<'a> Engine<'a> {
                 .pull(&self.conn.group, cursor.as_deref())
                 .await?;
             self.pages += 1;
+            self.report();
             if page.kind == PullKind::FullListing && !listing {
                 listing = true;
                 self.full_listing = true;
@@ -439,6 +480,7 @@ impl<'a> Engine<'a> {
                         self.item_error(Some(&id), None, format!("unreadable card: {reason}"));
                     }
                 }
+                self.item_done();
             }
             if listing && page.complete {
                 // Every stored card the listing did not mention was deleted remotely.
@@ -448,6 +490,7 @@ impl<'a> Engine<'a> {
                     if item.remote.is_some() && !seen.contains(&item.remote_id) {
                         self.sync_item(Some(item.remote_id), Obs::Deleted, None)
                             .await?;
+                        self.item_done();
                     }
                 }
             }
@@ -500,6 +543,7 @@ impl<'a> Engine<'a> {
                         self.sync_item(Some(id), Obs::NotReported, None).await?;
                     }
                 }
+                self.item_done();
             }
             self.flush(None, Some(page.next_seq)).await?;
             seq = page.next_seq;

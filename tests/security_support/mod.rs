@@ -13,7 +13,7 @@ use base64::Engine as _;
 use cardbridge::crm::Crm;
 use cardbridge::server::api::auth::AuthState;
 use cardbridge::server::auth::AuthConfig;
-use cardbridge::server::{AppState, ServerConfig};
+use cardbridge::server::ServerConfig;
 use cardbridge::service::{ApiState, ServiceBuilder};
 use http::{HeaderMap, Request, StatusCode};
 use tower::ServiceExt as _;
@@ -53,7 +53,8 @@ pub fn basic(user: &str, pw: &str) -> String {
 }
 
 /// Builds the service over `builder` (a fresh in-memory store unless the caller chose one),
-/// with these CardDAV settings and, when given, this login throttle for the API.
+/// with these CardDAV settings and, when given, this login throttle for the API — which the
+/// CardDAV server shares, as in `cardbridge serve` ([`cardbridge::service::full_app`]).
 pub async fn service_with(
     builder: ServiceBuilder,
     dav: ServerConfig,
@@ -69,8 +70,8 @@ pub async fn service_with(
         api.auth = Arc::new(AuthState::with_config(c));
     }
     let crm = Arc::new(api.core.crm.clone());
-    let dav = cardbridge::server::app(AppState::new(crm.clone(), dav));
-    let app = cardbridge::service::app(api.clone(), Some(dav));
+    // As `serve` does: the CardDAV server counts failed logins in the API's throttle.
+    let app = cardbridge::service::full_app(api.clone(), dav);
     Svc { app, crm, api }
 }
 

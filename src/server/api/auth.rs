@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -68,8 +68,9 @@ struct Cached {
 pub struct AuthState {
     sessions: Mutex<HashMap<String, (UserId, Instant)>>,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
-    /// Failed-login counters (shared by Basic, bearer and the dashboard login form).
-    pub throttle: Throttle,
+    /// Failed-login counters (shared by Basic, bearer, the dashboard login form and, in
+    /// `cardbridge serve`, the CardDAV server).
+    pub throttle: Arc<Throttle>,
 }
 
 impl Default for AuthState {
@@ -81,10 +82,14 @@ impl Default for AuthState {
 impl AuthState {
     /// Empty state with these throttle settings.
     pub fn with_config(config: AuthConfig) -> Self {
+        Self::with_throttle(Arc::new(Throttle::new(config)))
+    }
+    /// Empty state counting failed logins in `throttle`.
+    pub fn with_throttle(throttle: Arc<Throttle>) -> Self {
         Self {
             sessions: Mutex::default(),
             cache: Mutex::default(),
-            throttle: Throttle::new(config),
+            throttle,
         }
     }
     /// Checks the throttle, runs `verify`, records the outcome: the one path every password

@@ -1,5 +1,6 @@
 //! `/api/v1/connections`: the article's flow as an API. Create (provider + account email;
-//! known domains pick the provider), list the account's sync groups, settings (sync group,
+//! known domains pick the provider; for others, without a provider or server URL, CardDAV
+//! discovery and then Exchange Autodiscover pick it, or a 422 says both were tried), list the account's sync groups, settings (sync group,
 //! direction, visibility — refused with 422 listing the plan's options), field-mapping
 //! preview, Start Syncing, Refresh (202 with a run id; `?wait=true` blocks until the run
 //! ends), status and dashboard figures, conflicts, credentials, and delete (keeping or
@@ -27,9 +28,9 @@ use crate::providers::{Provider, ProviderKind, RemoteChange};
 use crate::scheduler::{JobOutcome, RunId};
 use crate::service::connections::{
     now_rfc3339, provider_for_domain, provider_name, ChosenGroup, ConflictPolicy, Connection,
-    ConnectionId, ConnectionState, Figures, RunRecord, SyncDirection,
+    ConnectionId, ConnectionState, Figures, RunRecord, RunState, SyncDirection,
 };
-use crate::service::{reauthorization_fix, Core, Credentials};
+use crate::service::{reauthorization_fix, Core, Credentials, DiscoveryError};
 
 /// How many sample cards the field-mapping preview maps.
 pub const PREVIEW_SAMPLES: usize = 5;
@@ -211,11 +212,11 @@ pub async fn create(
                 format!("leave `provider` out or set it to `{}`", provider_name(d)),
             ))
         }
-        (Some(p), _) => p,
-        (None, Some(d)) => d,
-        (None, None) => ProviderKind::Carddav,
+        (Some(p), _) => Some(p),
+        (None, Some(d)) => Some(d),
+        (None, None) => None,
     };
-    let server_url = match input.server_url.as_deref().filter(|s| !s.trim().is_empty()) {
+    let mut server_url = match input.server_url.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(raw) => Some(check_server_url(core, raw.trim()).await?),
         None => None,
     };
@@ -223,6 +224,38 @@ pub async fn create(
         username: input.username.clone(),
         password: input.password,
         refresh_token: input.refresh_token,
+    };
+    let provider = match (provider, &server_url) {
+        (Some(p), _) => p,
+        // A server URL without a provider: CardDAV, as the form says.
+        (None, Some(_)) => ProviderKind::Carddav,
+        // An unknown domain: CardDAV discovery, then Exchange Autodiscover.
+        (None, None) => {
+            check_credentials(ProviderKind::Carddav, &creds)?;
+            match core.connector.discover(&email, &creds).await {
+                Ok(Some(found)) => {
+                    server_url = Some(found.server_url);
+                    found.provider
+                }
+                Ok(None) => ProviderKind::Carddav,
+                Err(e @ DiscoveryError::Rejected { .. }) => {
+                    return Err(ApiError::unprocessable(
+                        e.to_string(),
+                        "check the login and password (an app-specific password if the \
+                         account uses two-step sign-in)",
+                    ))
+                }
+                Err(e @ DiscoveryError::NothingFound { .. }) => {
+                    return Err(ApiError::unprocessable(
+                        e.to_string(),
+                        "give `server_url` (your CardDAV server, or your Exchange server's EWS \
+                         URL like https://mail.example.com/EWS/Exchange.asmx) and `provider` \
+                         (`carddav` or `ews`); or pick `google`, `icloud` or `graph` if the \
+                         account is hosted there",
+                    ))
+                }
+            }
+        }
     };
     check_credentials(provider, &creds)?;
     let now = now_rfc3339();
@@ -622,6 +655,13 @@ pub async fn refresh(
     })))
 }
 
+/// A running run's record with its live progress from the run registry.
+fn with_live_progress(st: &ApiState, r: &mut RunRecord) {
+    if r.state == RunState::Running {
+        r.progress = st.core.live.get(r.id).or(r.progress);
+    }
+}
+
 /// `GET /connections/{id}/runs`: recent runs, newest first.
 pub async fn runs(
     State(st): State<ApiState>,
@@ -631,11 +671,16 @@ pub async fn runs(
     load(&st, &caller, id).await?;
     let mut runs = st.core.connections.runs(id).await?;
     runs.truncate(50);
+    for r in &mut runs {
+        with_live_progress(&st, r);
+    }
     Ok(ok(runs))
 }
 
 /// `GET /connections/{id}/runs/{run_id}`: one run (poll it until `state` is not `running`).
-/// A run that was requested but has not started yet answers `state: "queued"`.
+/// A running run carries its live `progress` (pages, items, added/updated/deleted so far); a
+/// finished one its final progress. A run that was requested but has not started yet answers
+/// `state: "queued"`.
 pub async fn run(
     State(st): State<ApiState>,
     caller: Caller,
@@ -643,7 +688,10 @@ pub async fn run(
 ) -> Result<Response, ApiError> {
     load(&st, &caller, id).await?;
     match st.core.connections.run(id, run_id).await? {
-        Some(r) => Ok(ok(r)),
+        Some(mut r) => {
+            with_live_progress(&st, &mut r);
+            Ok(ok(r))
+        }
         None => {
             let s = st.scheduler.status(id);
             let pending = s
@@ -677,7 +725,10 @@ pub struct StatusView {
 
 /// Builds the status view (shared with the dashboard).
 pub async fn status_view(st: &ApiState, c: &Connection) -> Result<StatusView, ApiError> {
-    let figures = st.core.connections.figures(c.id).await?;
+    let mut figures = st.core.connections.figures(c.id).await?;
+    if let Some(r) = &mut figures.latest_run {
+        with_live_progress(st, r);
+    }
     let needs = match &c.state {
         ConnectionState::NeedsReauthorization { reason } => Some(json!({
             "reason": reason,

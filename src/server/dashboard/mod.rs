@@ -499,7 +499,8 @@ async fn dashboard_page(
 <p><button class=danger id=delete type=button>Delete connection</button> <span id=dmsg></span></p></div>
 <script>
 const CID = {id};
-// Follows one run until it ends: its state and elapsed time, then its summary and the figures.
+// Follows one run until it ends: its state, elapsed time and live counts, then its summary and
+// the figures.
 async function follow(runId, joined) {{
   const b = document.getElementById('refresh'); b.disabled = true;
   const t0 = Date.now();
@@ -508,13 +509,17 @@ async function follow(runId, joined) {{
     for (;;) {{
       await new Promise(res => setTimeout(res, 500));
       const run = await api('GET', '/connections/' + CID + '/runs/' + runId);
+      const pg = run.progress;
       if (run.state === 'queued' || run.state === 'running') {{
-        show('msg', 'Run ' + runId + ': ' + run.state + '… (' + Math.round((Date.now() - t0) / 1000) + ' s)');
+        show('msg', 'Run ' + runId + ': ' + run.state + '… (' + Math.round((Date.now() - t0) / 1000) + ' s)'
+          + (pg ? ' — ' + pg.pages + ' pages, ' + pg.items + ' items: ' + pg.added + ' added, ' + pg.updated + ' updated, '
+            + pg.deleted + ' deleted so far' : ''));
         continue;
       }}
       const sm = run.summary;
       show('msg', 'Run ' + runId + ': ' + run.state + (run.error ? ' — ' + run.error : '')
-        + (sm ? ' — ' + sm.added + ' added, ' + sm.updated + ' updated, ' + sm.deleted + ' deleted' : ''), run.state !== 'succeeded');
+        + (sm ? ' — ' + sm.added + ' added, ' + sm.updated + ' updated, ' + sm.deleted + ' deleted' : '')
+        + (pg ? ' (' + pg.items + ' items in ' + pg.pages + ' pages)' : ''), run.state !== 'succeeded');
       const s = await api('GET', '/connections/' + CID + '/status');
       const t = s.figures.last_run;
       document.getElementById('total').textContent = s.figures.total_in_sync;
