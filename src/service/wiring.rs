@@ -20,7 +20,7 @@ use super::connections::{
     SyncDirection,
 };
 use super::secrets::SecretBox;
-use super::{Connector, Credentials, ForgetSummary, RunError, SyncRunner};
+use super::{Connector, Credentials, ForgetSummary, PasswordScheme, RunError, SyncRunner};
 use crate::config::{check_url_resolved, OAuthSection};
 use crate::crm::{Crm, CrmError};
 use crate::providers::carddav::{
@@ -146,7 +146,8 @@ impl Wiring {
     }
 
     /// Exchange on premises: the server URL when the connection has one, else Autodiscover from
-    /// the account email (MS-OXDSCLI). Basic credentials, like the CardDAV accounts.
+    /// the account email (MS-OXDSCLI). Basic credentials, like the CardDAV accounts, or NTLM
+    /// when the credentials say so.
     async fn open_ews(
         &self,
         c: &Connection,
@@ -161,24 +162,21 @@ impl Wiring {
             .clone()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| c.username.clone());
+        let auth = match creds.auth.unwrap_or_default() {
+            PasswordScheme::Basic => EwsAuth::Basic { username, password },
+            PasswordScheme::Ntlm => EwsAuth::Ntlm { username, password },
+        };
         let url = match &c.server_url {
             Some(raw) => Url::parse(raw)
                 .map_err(|e| ProviderError::Unsupported(format!("bad server URL {raw}: {e}")))?,
             None => {
-                let auth = EwsAuth::Basic {
-                    username: username.clone(),
-                    password: password.clone(),
-                };
                 ews::autodiscover(&self.http, &c.account_email, &auth)
                     .await?
                     .ews_url
             }
         };
         self.check_url(&url).await?;
-        EwsProvider::with_http(
-            EwsConfig::basic(url.as_str(), username, password),
-            self.http.clone(),
-        )
+        EwsProvider::with_http(EwsConfig::with_auth(url.as_str(), auth), self.http.clone())
     }
 
     async fn open_carddav(
