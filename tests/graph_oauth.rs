@@ -176,7 +176,7 @@ async fn token_manager_refreshes_before_expiry_and_after_a_401_and_stops_on_inva
     // The rotated refresh token is kept sealed.
     let resealed = tm.sealed_refresh_token().await;
     let rotated = String::from_utf8(secrets.open(&resealed).unwrap()).unwrap();
-    assert_eq!(fake.live_refresh_tokens(), [rotated.clone()]);
+    assert_eq!(fake.live_refresh_tokens(), std::slice::from_ref(&rotated));
     assert!(!resealed.contains(&rotated));
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
