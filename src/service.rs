@@ -61,6 +61,20 @@ pub struct Credentials {
     /// OAuth refresh token (Google, Graph).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// How the password is presented (EWS: Basic or NTLM; absent: Basic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<PasswordScheme>,
+}
+
+/// How a connection presents its password to the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordScheme {
+    /// HTTP Basic (RFC 7617).
+    #[default]
+    Basic,
+    /// NTLM (MS-NLMP), Exchange on premises only.
+    Ntlm,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -72,6 +86,7 @@ impl std::fmt::Debug for Credentials {
                 "refresh_token",
                 &self.refresh_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("auth", &self.auth)
             .finish()
     }
 }

@@ -19,7 +19,7 @@ use cardbridge::providers::ews::{EwsAuth, EwsConfig, EwsProvider, CURSOR_DELTA, 
 use cardbridge::providers::http::{AccessTokenSource, RetryPolicy};
 use cardbridge::providers::{Page, Provider, ProviderError, PullKind, RemoteChange, SyncGroupKind};
 use cardbridge::vcard::VCard;
-use ews_fake::{FakeEws, CONTACTS_ID};
+use ews_fake::{FakeEws, NtlmLeg, CONTACTS_ID};
 
 const FOLDER: &str = "AAMkADc3AAEOAAB=";
 
@@ -647,5 +647,123 @@ async fn fake_sync_answers_have_the_fixture_shape() {
     assert_eq!(
         answer.as_ref(),
         include_bytes!("../fixtures/ews/sync-invalid-state.xml")
+    );
+}
+
+#[tokio::test]
+async fn ntlm_authenticates_one_connection_and_handshakes_again_on_a_new_one() {
+    let fake = FakeEws::start("CONTOSO\\jane", "s3cret").await;
+    fake.require_ntlm(true);
+    let id = fake.put_contact(CONTACTS_ID, "<t:DisplayName>N</t:DisplayName>");
+    let mut cfg = EwsConfig::ntlm(fake.ews_url.clone(), "CONTOSO\\jane", "s3cret");
+    cfg.retry = fast_retry();
+    let p = EwsProvider::new(cfg).unwrap();
+    assert!(p.fetch("contacts", &id).await.unwrap().is_some());
+    assert!(p.fetch("contacts", &id).await.unwrap().is_some());
+    let reqs = fake.requests();
+    let legs: Vec<Option<NtlmLeg>> = reqs.iter().map(|r| r.ntlm.clone()).collect();
+    assert_eq!(
+        legs,
+        [
+            Some(NtlmLeg::Negotiate),
+            Some(NtlmLeg::Authenticated {
+                domain: "CONTOSO".into(),
+                user: "jane".into()
+            }),
+            Some(NtlmLeg::Session),
+        ]
+    );
+    assert_eq!(
+        reqs.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [401, 200, 200]
+    );
+    // One connection for the handshake and the request after it.
+    assert!(reqs.iter().all(|r| r.peer == reqs[0].peer), "{reqs:?}");
+
+    // The server forgets the connection's authentication (as after a reconnect): the client
+    // gets 401 without credentials and runs the handshake again.
+    fake.require_ntlm(true);
+    fake.clear_requests();
+    assert!(p.fetch("contacts", &id).await.unwrap().is_some());
+    let legs: Vec<Option<NtlmLeg>> = fake.requests().iter().map(|r| r.ntlm.clone()).collect();
+    assert_eq!(legs.len(), 3, "{legs:?}");
+    assert_eq!(legs[0], Some(NtlmLeg::Unauthenticated));
+    assert_eq!(legs[1], Some(NtlmLeg::Negotiate));
+    assert!(matches!(legs[2], Some(NtlmLeg::Authenticated { .. })));
+
+    // Basic is refused by an NTLM-only server.
+    let basic = provider_for(&fake, "s3cret", 10);
+    let err = basic.fetch("contacts", &id).await.unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+}
+
+#[tokio::test]
+async fn ntlm_with_a_wrong_password_is_rejected_once() {
+    let fake = FakeEws::start("CONTOSO\\jane", "s3cret").await;
+    fake.require_ntlm(true);
+    let id = fake.put_contact(CONTACTS_ID, "<t:DisplayName>N</t:DisplayName>");
+    let mut cfg = EwsConfig::ntlm(fake.ews_url.clone(), "CONTOSO\\jane", "wrong");
+    cfg.retry = fast_retry();
+    let p = EwsProvider::new(cfg).unwrap();
+    let err = p.fetch("contacts", &id).await.unwrap_err();
+    assert!(matches!(err, ProviderError::CredentialsRejected), "{err:?}");
+    assert_eq!(err.to_string(), "credentials rejected by the provider");
+    assert!(!err.is_transient());
+    let reqs = fake.requests();
+    assert_eq!(
+        reqs.len(),
+        2,
+        "negotiate + authenticate, no retry: {reqs:?}"
+    );
+    assert!(
+        matches!(&reqs[1].ntlm, Some(NtlmLeg::Rejected(why)) if why.contains("NTProofStr")),
+        "{reqs:?}"
+    );
+    // A user the server does not know is refused as well.
+    fake.clear_requests();
+    let mut cfg = EwsConfig::ntlm(fake.ews_url.clone(), "FABRIKAM\\jane", "s3cret");
+    cfg.retry = fast_retry();
+    let err = EwsProvider::new(cfg)
+        .unwrap()
+        .fetch("contacts", &id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::CredentialsRejected), "{err:?}");
+}
+
+#[tokio::test]
+async fn autodiscover_runs_the_ntlm_handshake_per_candidate() {
+    let fake = FakeEws::start("CONTOSO\\jane", "pw").await;
+    fake.require_ntlm(true);
+    let http = reqwest::Client::new();
+    let candidates = vec![Candidate::Soap(
+        format!("{}/autodiscover/autodiscover.svc", fake.origin)
+            .parse()
+            .unwrap(),
+    )];
+    let auth = EwsAuth::Ntlm {
+        username: "CONTOSO\\jane".into(),
+        password: "pw".into(),
+    };
+    let found = discover(&http, "jane@contoso.com", &auth, candidates.clone())
+        .await
+        .unwrap();
+    assert_eq!(found.ews_url.as_str(), fake.ews_url);
+    let reqs = fake.requests();
+    assert_eq!(
+        reqs.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [401, 200]
+    );
+    assert_eq!(reqs[0].peer, reqs[1].peer);
+    let bad = EwsAuth::Ntlm {
+        username: "CONTOSO\\jane".into(),
+        password: "nope".into(),
+    };
+    let err = discover(&http, "jane@contoso.com", &bad, candidates)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::NeedsReauthorization(_)),
+        "{err:?}"
     );
 }

@@ -14,18 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cardbridge::crm::{Acl, Crm, PersonFields};
 use cardbridge::crm::{MappingConfig, Visibility};
 use cardbridge::providers::google::{GoogleConfig, GoogleProvider, GROUP_ALL};
 use cardbridge::providers::graph::{GraphConfig, GraphProvider};
 use cardbridge::providers::http::{AccessTokenSource, RetryPolicy};
 use cardbridge::providers::oauth::{OAuthClient, OAuthEndpoints, SecretBox, TokenManager};
+use cardbridge::providers::Provider;
 use cardbridge::providers::{ProviderError, ProviderKind};
+use cardbridge::store::Store;
 use cardbridge::sync::connection::SyncConnection;
 use cardbridge::sync::execute;
 use cardbridge::sync::merge::Policy;
 use cardbridge::sync::reconcile::Direction;
 use serde_json::json;
-use sync_support::{crm_with_users, MapStore};
+use sync_support::{crm_with_users, reopen, CrashStore, MapStore};
 
 const REFRESH: &str = "1//fake-refresh-initial";
 const FOLDER: &str = "AAMkAGI2TAAA=";
@@ -219,4 +222,111 @@ async fn graph_contact_reaches_the_crm_and_a_crm_edit_reaches_graph_keeping_over
     let p = crm.get_person(p.id).await.unwrap().unwrap();
     assert_eq!(p.org_name, "US Navy");
     assert_eq!(p.emails.len(), 4, "{:?}", p.emails);
+}
+
+// ------------------------------------------------------------- create after a crash
+
+/// A person with nothing to match on but the CRM id: no email, no phone.
+fn ada() -> PersonFields {
+    PersonFields {
+        name: "Ada Lovelace".into(),
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        org_name: "Analytical Engines".into(),
+        ..PersonFields::default()
+    }
+}
+
+/// What one crash scenario left: whether the crash hit after the provider had created the
+/// contact, and the persons after recovery.
+struct Recovery {
+    created_before_crash: bool,
+    persons: usize,
+}
+
+/// A CRM person is pushed by a run whose store fails from commit `k` on (a crash), then a new
+/// process syncs twice. `contacts` counts the contacts at the provider.
+async fn create_with_crash_after(
+    provider: &dyn Provider,
+    kind: ProviderKind,
+    group: &str,
+    k: i64,
+    contacts: &dyn Fn() -> usize,
+) -> Recovery {
+    let store = Arc::new(MapStore::default());
+    let (crm, alice, _) = crm_with_users(store.clone()).await;
+    let c = conn(alice.id, kind, group, Direction::TwoWay);
+    crm.create_person(
+        ada(),
+        Acl {
+            owner_id: alice.id,
+            followers: vec![],
+            visible_to: Visibility::EntireCompany,
+        },
+    )
+    .await
+    .unwrap();
+    drop(crm);
+    let crash = Arc::new(CrashStore::new(store.clone(), k));
+    let crm = reopen(crash.clone() as Arc<dyn Store>).await;
+    let r = execute::run(&c, provider, &crm, crash.as_ref()).await;
+    assert!(r.is_ok() || crash.crashed(), "{r:?}");
+    let created_before_crash = crash.crashed() && contacts() == 1;
+    // A new process.
+    let crm: Crm = reopen(store.clone() as Arc<dyn Store>).await;
+    for _ in 0..2 {
+        let s = execute::run(&c, provider, &crm, store.as_ref())
+            .await
+            .unwrap();
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+    }
+    let persons = crm.list_persons(None, 100).await.unwrap().persons;
+    for p in &persons {
+        assert_eq!(p.name, "Ada Lovelace", "{persons:?}");
+    }
+    Recovery {
+        created_before_crash,
+        persons: persons.len(),
+    }
+}
+
+#[tokio::test]
+async fn a_google_contact_created_before_a_crash_is_linked_back_not_duplicated() {
+    let mut hit = 0;
+    for k in 0..12 {
+        let (fake, provider) = google().await;
+        let r = create_with_crash_after(&provider, ProviderKind::Google, GROUP_ALL, k, &|| {
+            fake.live_count()
+        })
+        .await;
+        assert_eq!(fake.live_count(), 1, "crash after {k} commits: one contact");
+        assert_eq!(r.persons, 1, "crash after {k} commits: one person");
+        if r.created_before_crash {
+            hit += 1;
+            // The contact carries our CRM id in clientData.
+            let p = fake.person(&fake.resource_names()[0]).unwrap();
+            assert_eq!(p["clientData"][0]["key"], "cardbridgeCrmId", "{p}");
+        }
+    }
+    assert!(hit > 0, "some crash fell between the create and its commit");
+}
+
+#[tokio::test]
+async fn a_graph_contact_created_before_a_crash_is_linked_back_not_duplicated() {
+    let mut hit = 0;
+    for k in 0..12 {
+        let (fake, provider) = graph().await;
+        let r = create_with_crash_after(&provider, ProviderKind::Graph, FOLDER, k, &|| {
+            fake.count(FOLDER)
+        })
+        .await;
+        assert_eq!(
+            fake.count(FOLDER),
+            1,
+            "crash after {k} commits: one contact"
+        );
+        assert_eq!(r.persons, 1, "crash after {k} commits: one person");
+        hit += usize::from(r.created_before_crash);
+    }
+    assert!(hit > 0, "some crash fell between the create and its commit");
 }

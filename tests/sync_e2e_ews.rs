@@ -20,7 +20,7 @@ use cardbridge::sync::connection::SyncConnection;
 use cardbridge::sync::execute;
 use cardbridge::sync::merge::Policy;
 use cardbridge::sync::reconcile::Direction;
-use ews_fake::{FakeEws, CONTACTS_ID};
+use ews_fake::{FakeEws, NtlmLeg, CONTACTS_ID};
 use sync_support::{crm_with_users, MapStore};
 
 const FOLDER: &str = "AAMkADc3AAEOAAB=";
@@ -268,4 +268,62 @@ async fn revoked_credentials_stop_the_run_as_needs_reauthorization() {
         .unwrap_err();
     assert!(err.needs_reauthorization(), "{err:?}");
     assert_eq!(fake.requests().len(), 1, "no retry loop");
+}
+
+async fn ews_ntlm(password: &str) -> (FakeEws, EwsProvider) {
+    let fake = FakeEws::start("CONTOSO\\jane", "s3cret").await;
+    fake.require_ntlm(true);
+    fake.add_folder(FOLDER, "Customers", CONTACTS_ID, "IPF.Contact");
+    let mut cfg = EwsConfig::ntlm(fake.ews_url.clone(), "CONTOSO\\jane", password);
+    cfg.page_size = 20;
+    cfg.retry = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_secs(10),
+    };
+    (fake, EwsProvider::new(cfg).unwrap())
+}
+
+#[tokio::test]
+async fn a_sync_over_ntlm_authenticates_once_and_keeps_the_connection() {
+    let (fake, provider) = ews_ntlm("s3cret").await;
+    fake.seed(FOLDER, 0, 45);
+    let store = Arc::new(MapStore::default());
+    let (crm, alice, _) = crm_with_users(store.clone()).await;
+    let c = conn(alice.id, Direction::TwoWay);
+    let s = execute::run(&c, &provider, &crm, store.as_ref())
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(crm.list_persons(None, 100).await.unwrap().persons.len(), 45);
+    let reqs = fake.requests();
+    assert!(reqs.len() > 4, "several pages and GetItem batches");
+    assert_eq!(reqs[0].ntlm, Some(NtlmLeg::Negotiate));
+    assert!(
+        matches!(&reqs[1].ntlm, Some(NtlmLeg::Authenticated { user, .. }) if user == "jane"),
+        "{reqs:?}"
+    );
+    // Every later request rode on the authenticated connection without credentials.
+    assert!(
+        reqs[2..]
+            .iter()
+            .all(|r| r.ntlm == Some(NtlmLeg::Session) && r.peer == reqs[0].peer),
+        "{reqs:?}"
+    );
+    assert!(reqs.iter().skip(1).all(|r| r.status == 200));
+}
+
+#[tokio::test]
+async fn a_wrong_ntlm_password_stops_the_run_without_retrying() {
+    let (fake, provider) = ews_ntlm("wrong").await;
+    fake.seed(FOLDER, 0, 1);
+    let store = Arc::new(MapStore::default());
+    let (crm, alice, _) = crm_with_users(store.clone()).await;
+    let c = conn(alice.id, Direction::TwoWay);
+    let err = execute::run(&c, &provider, &crm, store.as_ref())
+        .await
+        .unwrap_err();
+    assert!(err.needs_reauthorization(), "{err:?}");
+    assert!(err.to_string().contains("credentials rejected"), "{err}");
+    assert_eq!(fake.requests().len(), 2, "one handshake, no retry loop");
 }

@@ -37,6 +37,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// One attempt, no retry (probes such as Autodiscover candidates, where the next
+    /// candidate is the retry).
+    pub fn once() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
     /// The wait before retry number `attempt` (1-based), given the server's `Retry-After`.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let backoff = self

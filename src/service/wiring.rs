@@ -24,7 +24,8 @@ use super::connections::{
 };
 use super::secrets::SecretBox;
 use super::{
-    Connector, Credentials, Discovered, DiscoveryError, ForgetSummary, RunError, SyncRunner,
+    Connector, Credentials, Discovered, DiscoveryError, ForgetSummary, PasswordScheme, RunError,
+    SyncRunner,
 };
 use crate::config::{check_url_resolved, OAuthSection};
 use crate::crm::{Crm, CrmError};
@@ -160,7 +161,8 @@ impl Wiring {
     }
 
     /// Exchange on premises: the server URL when the connection has one, else Autodiscover from
-    /// the account email (MS-OXDSCLI). Basic credentials, like the CardDAV accounts.
+    /// the account email (MS-OXDSCLI). Basic credentials, like the CardDAV accounts, or NTLM
+    /// when the credentials say so.
     async fn open_ews(
         &self,
         c: &Connection,
@@ -175,14 +177,14 @@ impl Wiring {
             .clone()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| c.username.clone());
+        let auth = match creds.auth.unwrap_or_default() {
+            PasswordScheme::Basic => EwsAuth::Basic { username, password },
+            PasswordScheme::Ntlm => EwsAuth::Ntlm { username, password },
+        };
         let url = match &c.server_url {
             Some(raw) => Url::parse(raw)
                 .map_err(|e| ProviderError::Unsupported(format!("bad server URL {raw}: {e}")))?,
             None => {
-                let auth = EwsAuth::Basic {
-                    username: username.clone(),
-                    password: password.clone(),
-                };
                 ews::autodiscover::discover(
                     &self.http,
                     &c.account_email,
@@ -194,10 +196,7 @@ impl Wiring {
             }
         };
         self.check_url(&url).await?;
-        EwsProvider::with_http(
-            EwsConfig::basic(url.as_str(), username, password),
-            self.http.clone(),
-        )
+        EwsProvider::with_http(EwsConfig::with_auth(url.as_str(), auth), self.http.clone())
     }
 
     async fn open_carddav(
@@ -353,7 +352,10 @@ impl Wiring {
             }
             Err(e) => e.to_string(),
         };
-        let ews_auth = EwsAuth::Basic { username, password };
+        let ews_auth = match creds.auth.unwrap_or_default() {
+            PasswordScheme::Basic => EwsAuth::Basic { username, password },
+            PasswordScheme::Ntlm => EwsAuth::Ntlm { username, password },
+        };
         let autodiscover = async {
             match self.autodiscover_candidates(email).await {
                 Ok(candidates) if candidates.is_empty() => Err(ProviderError::Unsupported(

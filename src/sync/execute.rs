@@ -345,6 +345,8 @@ struct Engine<'a> {
     pages: u64,
     items: u64,
     full_listing: bool,
+    /// The pending pushes earlier runs left (read once, when a card first needs a link).
+    leftover_pushes: tokio::sync::OnceCell<Vec<state::PendingPush>>,
 }
 
 impl<'a> Engine<'a> {
@@ -380,6 +382,7 @@ impl<'a> Engine<'a> {
             pages: 0,
             items: 0,
             full_listing: false,
+            leftover_pushes: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -586,6 +589,19 @@ impl<'a> Engine<'a> {
         {
             ids.push(pid);
         }
+        // A card an earlier run created and then crashed before committing: the pending push
+        // it left carries exactly this card's fields (Google and Graph's delta do not return
+        // our UID, and a person may have no email or phone to match on).
+        let leftover = self
+            .leftover_pushes
+            .get_or_try_init(|| state::pending_pushes(self.store, self.conn.id))
+            .await?;
+        ids.extend(
+            leftover
+                .iter()
+                .filter(|p| p.sent(fields))
+                .map(|p| p.person.person_id),
+        );
         let pf = map_to_person(fields, self.region);
         for e in &pf.emails {
             let mut found = self.crm.find_by_email(self.user.id, &e.value).await?;

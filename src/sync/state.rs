@@ -21,7 +21,9 @@
 //! for what the push carries, the old base for the rest) and the fields of the card it sends. The batch with the new base removes it. When a run
 //! finds one left over and the card it pulls carries exactly the fields that were sent, the
 //! push landed: the pending record is the item's base, so edits made in the CRM since the crash
-//! are CRM changes, not conflicts with our own copy.
+//! are CRM changes, not conflicts with our own copy. A card a lost *create* made is found the
+//! same way: providers that do not hand our UID back (Google, Graph's delta) pull it as an
+//! unknown card, and a left-over pending push whose sent fields it carries names its person.
 
 use std::collections::BTreeMap;
 
@@ -192,6 +194,18 @@ pub async fn pending_push(
             .map_err(|e| corrupt(SPACE_PENDING_PUSH, e)),
         None => Ok(None),
     }
+}
+
+/// Every pending push of `conn`: the pushes of runs that stopped before committing their base.
+pub async fn pending_pushes(
+    store: &dyn Store,
+    conn: ConnectionId,
+) -> Result<Vec<PendingPush>, StoreError> {
+    scan_all(store, SPACE_PENDING_PUSH, &conn_key(conn))
+        .await?
+        .iter()
+        .map(|(_, v)| serde_json::from_slice(v).map_err(|e| corrupt(SPACE_PENDING_PUSH, e)))
+        .collect()
 }
 
 /// Stages the pending push of its person.

@@ -1,7 +1,9 @@
 //! A stateful fake of an on-premises Exchange server's EWS endpoint (`POST /EWS/Exchange.asmx`)
 //! and POX Autodiscover (`POST /autodiscover/autodiscover.xml`) on 127.0.0.1:0, for the EWS
 //! provider tests. It reproduces the documented wire format (providers.md §4): SOAP 1.1 with the
-//! `SOAPAction` of each operation, Basic or bearer auth (401 otherwise), GetFolder/FindFolder
+//! `SOAPAction` of each operation, Basic or bearer auth (401 otherwise), or NTLM when required
+//! (the connection-bound handshake of MS-NTHT with the NTLMv2 proof recomputed from the password
+//! by the fake's own MD4/HMAC-MD5, per TCP connection), GetFolder/FindFolder
 //! (deep, paged, with hidden `IPF.Contact.*` system folders), SyncFolderItems with an opaque
 //! SyncState, `MaxChangesReturned` and `IncludesLastItemInRange`, Create/Update/Delete changes
 //! computed from what each state has already reported, GetItem batches, CreateItem,
@@ -12,12 +14,13 @@
 //! Error bodies and the seed contact come from `fixtures/ews/`. See `docs/FAKES-ews.md`.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -31,6 +34,7 @@ const FIX_SERVER_BUSY: &str = include_str!("../../fixtures/ews/fault-server-busy
 const FIX_BUSY_IN_200: &str = include_str!("../../fixtures/ews/get-item-server-busy.xml");
 const FIX_CONFLICT: &str = include_str!("../../fixtures/ews/update-item-conflict.xml");
 const FIX_CONTACT: &str = include_str!("../../fixtures/ews/contact-full.xml");
+const FIX_NTLM_HANDSHAKE: &str = include_str!("../../fixtures/ews/ntlm-handshake.txt");
 const FIX_AUTODISCOVER: &str = include_str!("../../fixtures/ews/autodiscover-settings.xml");
 const FIX_AUTODISCOVER_SOAP: &str =
     include_str!("../../fixtures/ews/autodiscover-soap-settings.xml");
@@ -66,6 +70,30 @@ pub struct Recorded {
     pub had_state: bool,
     /// `ConflictResolution` of an UpdateItem.
     pub conflict_resolution: Option<String>,
+    /// The client's address: one per TCP connection.
+    pub peer: Option<SocketAddr>,
+    /// With NTLM required: what the request was in the handshake.
+    pub ntlm: Option<NtlmLeg>,
+}
+
+/// A request's part in the NTLM handshake (MS-NTHT §3.2.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NtlmLeg {
+    /// No credentials on a connection not authenticated: 401 `WWW-Authenticate: NTLM`.
+    Unauthenticated,
+    /// A NEGOTIATE_MESSAGE: 401 with a CHALLENGE_MESSAGE.
+    Negotiate,
+    /// An AUTHENTICATE_MESSAGE whose NTLMv2 proof matched: the connection is authenticated.
+    Authenticated {
+        /// `DOMAIN` of the message.
+        domain: String,
+        /// User of the message.
+        user: String,
+    },
+    /// An AUTHENTICATE_MESSAGE refused (401), with why.
+    Rejected(String),
+    /// No credentials on a connection already authenticated.
+    Session,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +143,12 @@ struct Inner {
     /// A contact deleted (as in Outlook) just before the next GetItem.
     race_next_get: Option<String>,
     requests: Vec<Recorded>,
+    /// NTLM required (Basic and bearer refused).
+    ntlm: bool,
+    /// Server challenges sent, per connection, awaiting the AUTHENTICATE.
+    ntlm_pending: HashMap<SocketAddr, [u8; 8]>,
+    /// Connections authenticated by NTLM.
+    ntlm_authenticated: HashSet<SocketAddr>,
 }
 
 /// The fake; dropping it stops the server.
@@ -243,7 +277,12 @@ impl FakeEws {
             .route("/autodiscover/autodiscover.svc", post(autodiscover_soap))
             .with_state(inner.clone());
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         FakeEws {
             origin,
@@ -453,6 +492,14 @@ impl FakeEws {
         self.lock().password = password.into();
     }
 
+    /// Requires NTLM (`true`) for the configured user and password: Basic and bearer get 401.
+    pub fn require_ntlm(&self, on: bool) {
+        let mut g = self.lock();
+        g.ntlm = on;
+        g.ntlm_pending.clear();
+        g.ntlm_authenticated.clear();
+    }
+
     /// Also accepts `Authorization: Bearer {token}` (`None`: only Basic).
     pub fn set_bearer(&self, token: Option<&str>) {
         self.lock().bearer = token.map(str::to_string);
@@ -559,9 +606,168 @@ fn authorized(g: &Inner, headers: &HeaderMap) -> bool {
             .is_some_and(|tok| auth == format!("Bearer {tok}"))
 }
 
-async fn autodiscover(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+/// Whether the request may pass, its NTLM leg (NTLM mode), and the 401 to send otherwise.
+fn gate(
+    g: &mut Inner,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> (bool, Option<NtlmLeg>, Option<Response>) {
+    if !g.ntlm {
+        let ok = authorized(g, headers);
+        let refusal = (!ok).then(|| StatusCode::UNAUTHORIZED.into_response());
+        return (ok, None, refusal);
+    }
+    let (leg, refusal) = ntlm_gate(g, peer, headers);
+    (refusal.is_none(), Some(leg), refusal)
+}
+
+fn ntlm_401(token: Option<&str>) -> Response {
+    let value = match token {
+        Some(t) => format!("NTLM {t}"),
+        None => "NTLM".to_string(),
+    };
+    // IIS answers with a small HTML page; Exchange offers both schemes, a client must pick NTLM.
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        [("content-type", "text/html")],
+        "<html><body>401 - Unauthorized: Access is denied due to invalid credentials.</body></html>",
+    )
+        .into_response();
+    r.headers_mut()
+        .append("www-authenticate", "Negotiate".parse().unwrap());
+    r.headers_mut()
+        .append("www-authenticate", value.parse().unwrap());
+    r
+}
+
+/// The CHALLENGE_MESSAGE of the handshake fixture (MS-NLMP §4.2.4.3) with `challenge` as its
+/// server challenge (bytes 24..32).
+fn challenge_message(challenge: [u8; 8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let token = FIX_NTLM_HANDSHAKE
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix("WWW-Authenticate: NTLM "))
+        .unwrap();
+    let mut bytes = b64.decode(token.trim()).unwrap();
+    bytes[24..32].copy_from_slice(&challenge);
+    b64.encode(bytes)
+}
+
+fn utf16le(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<md5::Md5>::new_from_slice(key).unwrap();
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// NTOWFv2 (MS-NLMP §3.3.2): HMAC-MD5(MD4(UTF-16LE(password)), UTF-16LE(UPPER(user) || domain)).
+pub fn ntowf_v2(password: &str, user: &str, domain: &str) -> [u8; 16] {
+    use md4::Digest as _;
+    let nt_hash = md4::Md4::digest(utf16le(password));
+    hmac_md5(
+        &nt_hash,
+        &[&utf16le(&user.to_uppercase()), &utf16le(domain)],
+    )
+}
+
+/// Checks an AUTHENTICATE_MESSAGE against the configured account and the connection's server
+/// challenge: NTProofStr = HMAC-MD5(NTOWFv2, server challenge || blob).
+fn verify_authenticate(
+    g: &Inner,
+    challenge: [u8; 8],
+    a: &ntlmclient::AuthenticateMessage,
+) -> Result<(), String> {
+    let (domain, user) = g.username.split_once('\\').unwrap_or(("", &g.username));
+    if !a.user_name.eq_ignore_ascii_case(user) || !a.domain_name.eq_ignore_ascii_case(domain) {
+        return Err(format!(
+            "unknown account {}\\{}",
+            a.domain_name, a.user_name
+        ));
+    }
+    if a.ntlm_response.len() < 16 + 28 {
+        return Err("not an NTLMv2 response".into());
+    }
+    let (proof, blob) = a.ntlm_response.split_at(16);
+    if blob[0] != 1 || blob[1] != 1 {
+        return Err("NTLMv2 blob version is not 1".into());
+    }
+    // The key uses the user and domain as the client sent them.
+    let key = ntowf_v2(&g.password, &a.user_name, &a.domain_name);
+    if hmac_md5(&key, &[&challenge, blob]) != proof {
+        return Err("NTProofStr does not match the password".into());
+    }
+    Ok(())
+}
+
+fn ntlm_gate(g: &mut Inner, peer: SocketAddr, headers: &HeaderMap) -> (NtlmLeg, Option<Response>) {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(token) = auth.strip_prefix("NTLM ") else {
+        if g.ntlm_authenticated.contains(&peer) {
+            return (NtlmLeg::Session, None);
+        }
+        return (NtlmLeg::Unauthenticated, Some(ntlm_401(None)));
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .unwrap_or_default();
+    // MS-NLMP §2.2.1.1: "NTLMSSP\0", MessageType 1. (Read by hand: the client crate's parser
+    // wants 32 bytes after the header, more than a NEGOTIATE without payload has.)
+    let negotiate =
+        bytes.len() >= 32 && bytes[..8] == *b"NTLMSSP\0" && bytes[8..12] == [1, 0, 0, 0];
+    match ntlmclient::Message::try_from(bytes.as_slice()) {
+        _ if negotiate => {
+            let challenge: [u8; 8] = rand::random();
+            g.ntlm_pending.insert(peer, challenge);
+            g.ntlm_authenticated.remove(&peer);
+            (
+                NtlmLeg::Negotiate,
+                Some(ntlm_401(Some(&challenge_message(challenge)))),
+            )
+        }
+        Ok(ntlmclient::Message::Authenticate(a)) => {
+            let verdict = match g.ntlm_pending.remove(&peer) {
+                None => Err("no challenge was sent on this connection".to_string()),
+                Some(challenge) => verify_authenticate(g, challenge, &a),
+            };
+            match verdict {
+                Ok(()) => {
+                    g.ntlm_authenticated.insert(peer);
+                    (
+                        NtlmLeg::Authenticated {
+                            domain: a.domain_name.clone(),
+                            user: a.user_name.clone(),
+                        },
+                        None,
+                    )
+                }
+                Err(why) => (NtlmLeg::Rejected(why), Some(ntlm_401(None))),
+            }
+        }
+        _ => (
+            NtlmLeg::Rejected("not an NTLM message".into()),
+            Some(ntlm_401(None)),
+        ),
+    }
+}
+
+async fn autodiscover(
+    State(inner): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let mut g = inner.lock().unwrap();
-    let ok = authorized(&g, &headers);
+    let (ok, leg, refusal) = gate(&mut g, peer, &headers);
     let status = if ok { 200 } else { 401 };
     g.requests.push(Recorded {
         at: Instant::now(),
@@ -573,9 +779,11 @@ async fn autodiscover(State(inner): State<Shared>, headers: HeaderMap, body: Byt
         count: 0,
         had_state: false,
         conflict_resolution: None,
+        peer: Some(peer),
+        ntlm: leg,
     });
-    if !ok {
-        return StatusCode::UNAUTHORIZED.into_response();
+    if let Some(refusal) = refusal {
+        return refusal;
     }
     let asked = xml::parse(&body)
         .ok()
@@ -593,11 +801,12 @@ async fn autodiscover(State(inner): State<Shared>, headers: HeaderMap, body: Byt
 
 async fn autodiscover_soap(
     State(inner): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut g = inner.lock().unwrap();
-    let ok = authorized(&g, &headers);
+    let (ok, leg, refusal) = gate(&mut g, peer, &headers);
     let action = headers
         .get("soapaction")
         .and_then(|v| v.to_str().ok())
@@ -630,9 +839,13 @@ async fn autodiscover_soap(
         count: 0,
         had_state: false,
         conflict_resolution: None,
+        peer: Some(peer),
+        ntlm: leg,
     });
+    if let Some(refusal) = refusal {
+        return refusal;
+    }
     match status {
-        401 => StatusCode::UNAUTHORIZED.into_response(),
         400 => StatusCode::BAD_REQUEST.into_response(),
         _ => xml_response(
             StatusCode::OK,
@@ -641,7 +854,12 @@ async fn autodiscover_soap(
     }
 }
 
-async fn ews(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn ews(
+    State(inner): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let at = Instant::now();
     let mut g = inner.lock().unwrap();
     let action = headers
@@ -669,7 +887,18 @@ async fn ews(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
         count: 0,
         had_state: false,
         conflict_resolution: None,
+        peer: Some(peer),
+        ntlm: None,
     };
+    if g.ntlm {
+        let (_, leg, refusal) = gate(&mut g, peer, &headers);
+        rec.ntlm = leg;
+        if let Some(refusal) = refusal {
+            rec.status = 401;
+            g.requests.push(rec);
+            return refusal;
+        }
+    }
     let resp = route(&mut g, &headers, op_el, &op, action.as_deref(), &mut rec);
     rec.status = resp.0.as_u16();
     g.requests.push(rec);
@@ -714,7 +943,7 @@ fn route(
             String::new(),
         );
     }
-    if !authorized(g, headers) {
+    if !g.ntlm && !authorized(g, headers) {
         return (StatusCode::UNAUTHORIZED, vec![], String::new());
     }
     let back_off = format!(">{}<", g.back_off_ms);

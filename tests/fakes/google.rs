@@ -291,6 +291,19 @@ impl FakeGoogle {
             .map(|s| s.person.clone())
     }
 
+    /// The resource names of the live people, sorted.
+    pub fn resource_names(&self) -> Vec<String> {
+        let st = self.state.lock().unwrap();
+        let mut v: Vec<String> = st
+            .people
+            .iter()
+            .filter(|(_, s)| !s.deleted)
+            .map(|(k, _)| k.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Number of live people.
     pub fn live_count(&self) -> usize {
         let st = self.state.lock().unwrap();

@@ -7,10 +7,20 @@
 //! 429 with `Retry-After` on demand, 401 on a bad bearer token, the slot limits (400 on more
 //! than 3 emails / 2 business phones), and a request log with times and the highest number of
 //! requests in flight. Error bodies come from `fixtures/graph/error-*.json`.
+//!
+//! It also plays the Microsoft identity platform v2.0 endpoints on the same origin
+//! (`/{tenant}/oauth2/v2.0/authorize` and `/{tenant}/oauth2/v2.0/token`): the authorization
+//! code flow with PKCE (the `code_verifier` checked against the S256 `code_challenge` of the
+//! authorize request, RFC 7636 §4.6), single-use codes bound to the client and redirect URI, a
+//! refresh token only when `offline_access` was granted, refresh-token rotation (every refresh
+//! answers a new refresh token; the used one stays valid, as Microsoft documents, or dies with
+//! `strict_rotation`), access tokens with a configurable lifetime
+//! that the API accepts, and `invalid_grant` bodies in Microsoft's shape (`error_codes`,
+//! `trace_id`, …) from `fixtures/graph/oauth-*.json`.
 //! See `docs/FAKES-graph.md`.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +40,42 @@ const FIX_400_EMAILS: &str = include_str!("../../fixtures/graph/error-400-too-ma
 const FIX_404: &str = include_str!("../../fixtures/graph/error-404-item.json");
 const FIX_DELTA_PAGE: &str = include_str!("../../fixtures/graph/delta-page.json");
 const FIX_CONTACT: &str = include_str!("../../fixtures/graph/contact-full.json");
+const FIX_OAUTH_TOKEN: &str = include_str!("../../fixtures/graph/oauth-token.json");
+const FIX_OAUTH_BAD_CODE: &str = include_str!("../../fixtures/graph/oauth-invalid-grant-code.json");
+const FIX_OAUTH_BAD_VERIFIER: &str =
+    include_str!("../../fixtures/graph/oauth-invalid-grant-verifier.json");
+const FIX_OAUTH_REVOKED: &str =
+    include_str!("../../fixtures/graph/oauth-invalid-grant-revoked.json");
+
+/// A pending authorization code: what the authorize request bound it to.
+#[derive(Debug, Clone)]
+struct PendingCode {
+    challenge: String,
+    redirect_uri: String,
+    client_id: String,
+    offline: bool,
+}
+
+/// The Microsoft identity platform side of the fake.
+#[derive(Debug, Default)]
+struct Identity {
+    /// The registered app's client id (`None`: any).
+    client_id: Option<String>,
+    codes: HashMap<String, PendingCode>,
+    /// Refresh token → still valid.
+    refresh_tokens: HashMap<String, bool>,
+    access_tokens: HashSet<String>,
+    lifetime_secs: u64,
+    issued: u64,
+    /// A refresh kills the refresh token it used.
+    strict_rotation: bool,
+    /// Access tokens die after this many more API requests (an expiry mid-run).
+    expire_after: Option<u32>,
+    /// The query of every authorize request.
+    authorize_queries: Vec<HashMap<String, String>>,
+    /// The form of every token request.
+    token_forms: Vec<HashMap<String, String>>,
+}
 
 /// Graph's documented per-mailbox concurrency limit.
 pub const MAILBOX_CONCURRENCY: usize = 4;
@@ -104,12 +150,15 @@ struct Inner {
     in_flight: usize,
     max_in_flight: usize,
     requests: Vec<Recorded>,
+    identity: Identity,
 }
 
 /// The fake; dropping it stops the server.
 pub struct FakeGraph {
     /// Service root, e.g. `http://127.0.0.1:1234/v1.0`.
     pub base: String,
+    /// `http://127.0.0.1:1234`: the authority of the identity endpoints.
+    pub origin: String,
     inner: Arc<Mutex<Inner>>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -143,11 +192,16 @@ impl FakeGraph {
     pub async fn start(token: &str) -> FakeGraph {
         let inner = Arc::new(Mutex::new(Inner {
             token: token.into(),
+            identity: Identity {
+                lifetime_secs: 3599,
+                ..Default::default()
+            },
             ..Default::default()
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}/v1.0");
+        let origin = format!("http://{addr}");
+        let base = format!("{origin}/v1.0");
         let app = Router::new()
             .fallback(handle)
             .with_state((inner.clone(), base.clone()));
@@ -156,6 +210,7 @@ impl FakeGraph {
         });
         FakeGraph {
             base,
+            origin,
             inner,
             server,
         }
@@ -276,6 +331,84 @@ impl FakeGraph {
     /// Rotates the accepted bearer token.
     pub fn set_token(&self, token: &str) {
         self.lock().token = token.into();
+    }
+
+    // ---- identity platform -----------------------------------------------------------------
+
+    /// `{origin}/{tenant}/oauth2/v2.0/authorize`.
+    pub fn authorize_url(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/authorize", self.origin)
+    }
+
+    /// `{origin}/{tenant}/oauth2/v2.0/token`.
+    pub fn token_url(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", self.origin)
+    }
+
+    /// Only `client_id` may use the identity endpoints.
+    pub fn register_app(&self, client_id: &str) {
+        self.lock().identity.client_id = Some(client_id.into());
+    }
+
+    /// A refresh token the fake honours (as if granted earlier).
+    pub fn add_refresh_token(&self, token: &str) {
+        self.lock()
+            .identity
+            .refresh_tokens
+            .insert(token.into(), true);
+    }
+
+    /// Revokes every refresh token (the user changed the password or removed the app's
+    /// consent): the next refresh answers `invalid_grant` AADSTS50173.
+    pub fn revoke_grants(&self) {
+        for v in self.lock().identity.refresh_tokens.values_mut() {
+            *v = false;
+        }
+    }
+
+    /// The refresh tokens still valid.
+    pub fn live_refresh_tokens(&self) -> Vec<String> {
+        let g = self.lock();
+        let mut v: Vec<String> = g
+            .identity
+            .refresh_tokens
+            .iter()
+            .filter(|(_, live)| **live)
+            .map(|(t, _)| t.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A used refresh token dies when the refresh answers its successor (stricter than
+    /// Microsoft, which keeps the old one valid until it expires).
+    pub fn set_strict_rotation(&self, on: bool) {
+        self.lock().identity.strict_rotation = on;
+    }
+
+    /// `expires_in` of the access tokens issued from now on.
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.lock().identity.lifetime_secs = secs;
+    }
+
+    /// Every issued access token expires after `n` more API requests.
+    pub fn expire_access_tokens_after(&self, n: u32) {
+        self.lock().identity.expire_after = Some(n);
+    }
+
+    /// The query of every authorize request so far.
+    pub fn authorize_queries(&self) -> Vec<HashMap<String, String>> {
+        self.lock().identity.authorize_queries.clone()
+    }
+
+    /// The form of every token request so far.
+    pub fn token_forms(&self) -> Vec<HashMap<String, String>> {
+        self.lock().identity.token_forms.clone()
+    }
+
+    /// The access tokens issued and still accepted.
+    pub fn live_access_tokens(&self) -> HashSet<String> {
+        self.lock().identity.access_tokens.clone()
     }
 
     // ---- observations ----------------------------------------------------------------------
@@ -526,7 +659,10 @@ async fn handle(
     };
     let resp = {
         let mut g = inner.lock().unwrap();
-        let resp = route(&mut g, &base, &method, &uri, &headers, &body);
+        let resp = match identity_route(&mut g, &method, &uri, &body) {
+            Some(r) => r,
+            None => route(&mut g, &base, &method, &uri, &headers, &body),
+        };
         g.in_flight -= 1;
         g.requests.push(Recorded {
             at,
@@ -575,8 +711,21 @@ fn route(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if auth != format!("Bearer {}", g.token) {
+    let issued = auth
+        .strip_prefix("Bearer ")
+        .is_some_and(|t| g.identity.access_tokens.contains(t));
+    if auth != format!("Bearer {}", g.token) && !issued {
         return err(StatusCode::UNAUTHORIZED, FIX_401);
+    }
+    if issued {
+        if let Some(n) = g.identity.expire_after {
+            if n == 0 {
+                g.identity.expire_after = None;
+                g.identity.access_tokens.clear();
+                return err(StatusCode::UNAUTHORIZED, FIX_401);
+            }
+            g.identity.expire_after = Some(n - 1);
+        }
     }
     let segs = segments(uri);
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -759,4 +908,157 @@ fn delta(
     let rows = g.listing_rows(fid, select.as_deref());
     let v = g.start_session(base, fid, select, rows, page_size);
     ok_json(StatusCode::OK, v)
+}
+
+// ---- Microsoft identity platform v2.0 ------------------------------------------------------
+
+fn oauth_error(fixture: &str) -> Response {
+    err(StatusCode::BAD_REQUEST, fixture)
+}
+
+/// `/{tenant}/oauth2/v2.0/{authorize,token}`, or `None` for the Graph API.
+fn identity_route(g: &mut Inner, method: &Method, uri: &Uri, body: &Bytes) -> Option<Response> {
+    let seg = segments(uri);
+    if seg.len() != 4 || seg[1] != "oauth2" || seg[2] != "v2.0" {
+        return None;
+    }
+    match (method, seg[3].as_str()) {
+        (&Method::GET, "authorize") => Some(authorize(g, query_map(uri))),
+        (&Method::POST, "token") => {
+            let form: HashMap<String, String> =
+                url::form_urlencoded::parse(body).into_owned().collect();
+            Some(token(g, form))
+        }
+        _ => Some(StatusCode::NOT_FOUND.into_response()),
+    }
+}
+
+fn authorize(g: &mut Inner, q: HashMap<String, String>) -> Response {
+    g.identity.authorize_queries.push(q.clone());
+    let bad = |what: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "AADSTS900144: The request body must contain the following parameter: '{what}'."
+            ),
+        )
+            .into_response()
+    };
+    let Some(redirect) = q.get("redirect_uri") else {
+        return bad("redirect_uri");
+    };
+    let Some(client_id) = q.get("client_id") else {
+        return bad("client_id");
+    };
+    if g.identity
+        .client_id
+        .as_ref()
+        .is_some_and(|c| c != client_id)
+    {
+        return bad("client_id");
+    }
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        return bad("response_type");
+    }
+    let Some(challenge) = q.get("code_challenge") else {
+        return bad("code_challenge");
+    };
+    if q.get("code_challenge_method").map(String::as_str) != Some("S256") {
+        return bad("code_challenge_method");
+    }
+    let scopes: Vec<&str> = q
+        .get("scope")
+        .map(|s| s.split(' ').collect())
+        .unwrap_or_default();
+    if !scopes.contains(&"Contacts.ReadWrite") {
+        return bad("scope");
+    }
+    g.identity.issued += 1;
+    let code = format!("M.C507_fake-code-{}", g.identity.issued);
+    g.identity.codes.insert(
+        code.clone(),
+        PendingCode {
+            challenge: challenge.clone(),
+            redirect_uri: redirect.clone(),
+            client_id: client_id.clone(),
+            offline: scopes.contains(&"offline_access"),
+        },
+    );
+    let mut loc = url::Url::parse(redirect).unwrap();
+    loc.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", q.get("state").map(String::as_str).unwrap_or(""));
+    (StatusCode::FOUND, [("location", loc.to_string())]).into_response()
+}
+
+fn issue_tokens(g: &mut Inner, with_refresh: bool) -> Response {
+    g.identity.issued += 1;
+    let access = format!("EwB4A8l6BAAU_fake-access-{}", g.identity.issued);
+    g.identity.access_tokens.insert(access.clone());
+    let refresh = format!("M.C507_fake-refresh-{}", g.identity.issued);
+    let mut v: Value = serde_json::from_str(
+        &FIX_OAUTH_TOKEN
+            .replace("{access_token}", &access)
+            .replace("{refresh_token}", &refresh)
+            .replace("{expires_in}", &g.identity.lifetime_secs.to_string()),
+    )
+    .unwrap();
+    if with_refresh {
+        g.identity.refresh_tokens.insert(refresh, true);
+    } else if let Some(o) = v.as_object_mut() {
+        o.remove("refresh_token");
+    }
+    ok_json(StatusCode::OK, v)
+}
+
+fn token(g: &mut Inner, f: HashMap<String, String>) -> Response {
+    g.identity.token_forms.push(f.clone());
+    let client_ok = match (&g.identity.client_id, f.get("client_id")) {
+        (Some(want), Some(got)) => want == got,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    };
+    if !client_ok {
+        return err(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_client","error_description":"AADSTS700016: Application not found in the directory.","error_codes":[700016]}"#,
+        );
+    }
+    match f.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            let code = f.get("code").cloned().unwrap_or_default();
+            let Some(pending) = g.identity.codes.remove(&code) else {
+                return oauth_error(FIX_OAUTH_BAD_CODE);
+            };
+            if f.get("redirect_uri") != Some(&pending.redirect_uri)
+                || f.get("client_id") != Some(&pending.client_id)
+            {
+                return oauth_error(FIX_OAUTH_BAD_CODE);
+            }
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(verifier.as_bytes()));
+            if computed != pending.challenge {
+                return oauth_error(FIX_OAUTH_BAD_VERIFIER);
+            }
+            issue_tokens(g, pending.offline)
+        }
+        Some("refresh_token") => {
+            let rt = f.get("refresh_token").cloned().unwrap_or_default();
+            if g.identity.refresh_tokens.get(&rt) != Some(&true) {
+                return oauth_error(FIX_OAUTH_REVOKED);
+            }
+            // Rotation: the answer carries a new refresh token.
+            if g.identity.strict_rotation {
+                g.identity.refresh_tokens.insert(rt, false);
+            }
+            issue_tokens(g, true)
+        }
+        _ => err(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"unsupported_grant_type","error_description":"AADSTS70003: The app requested an unsupported grant type.","error_codes":[70003]}"#,
+        ),
+    }
 }

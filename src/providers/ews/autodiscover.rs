@@ -26,6 +26,8 @@ use super::names::{
     GET_USER_SETTINGS_ACTION, NS_AUTODISCOVER_REQUEST, NS_AUTODISCOVER_SOAP, NS_SOAP,
     NS_WS_ADDRESSING, SERVER_VERSION,
 };
+use super::ntlm::{NtlmConnection, NtlmCredentials};
+use crate::providers::http::RetryPolicy;
 
 /// At most this many redirects (address or URL) per discovery (MS-OXDSCLI §3.1.5.x advises a
 /// limit to avoid loops).
@@ -279,7 +281,11 @@ pub async fn discover(
     auth: &EwsAuth,
     candidates: Vec<Candidate>,
 ) -> Result<Discovered, ProviderError> {
-    let (auth_header, _) = authorization(auth).await?;
+    // NTLM authenticates a connection: each candidate gets its own handshake.
+    let auth_header = match auth {
+        EwsAuth::Ntlm { .. } => None,
+        _ => Some(authorization(auth).await?.0),
+    };
     let probe_client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -316,17 +322,42 @@ pub async fn discover(
             }
         };
         tried.push(post_url.to_string());
-        let mut req = http
-            .post(post_url.clone())
-            .header(AUTHORIZATION, auth_header.clone())
-            .header(CONTENT_TYPE, "text/xml; charset=utf-8");
-        req = if soap {
-            req.header(HEADER_SOAP_ACTION, GET_USER_SETTINGS_ACTION)
-                .body(soap_request_body(&email, &post_url))
+        let body = if soap {
+            soap_request_body(&email, &post_url)
         } else {
-            req.body(request_body(&email))
+            request_body(&email)
         };
-        let resp = req.send().await;
+        let build = |client: &reqwest::Client| {
+            let req = client
+                .post(post_url.clone())
+                .header(CONTENT_TYPE, "text/xml; charset=utf-8")
+                .body(body.clone());
+            if soap {
+                req.header(HEADER_SOAP_ACTION, GET_USER_SETTINGS_ACTION)
+            } else {
+                req
+            }
+        };
+        let resp = match (&auth_header, auth) {
+            (Some(h), _) => build(http)
+                .header(AUTHORIZATION, h.clone())
+                .send()
+                .await
+                .map_err(|e| e.to_string()),
+            (None, EwsAuth::Ntlm { username, password }) => {
+                match NtlmConnection::new(NtlmCredentials::new(username, password)) {
+                    Ok(conn) => match conn.send(&RetryPolicy::once(), &build).await {
+                        Err(ProviderError::CredentialsRejected) => {
+                            refused = true;
+                            continue;
+                        }
+                        r => r.map_err(|e| e.to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            (None, _) => Err("no credentials".to_string()),
+        };
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {

@@ -1,9 +1,10 @@
 //! The HTTP side of the EWS provider: one SOAP call = one `POST` to the EWS URL with the
-//! `SOAPAction` header and Basic or bearer credentials; the shared retry policy of
+//! `SOAPAction` header and Basic, NTLM (see [`super::ntlm`]) or bearer credentials; the shared retry policy of
 //! [`crate::providers::http`] for HTTP 503/429 (`Retry-After`), timeouts and dropped
 //! connections; EWS throttling (`ErrorServerBusy` as a SOAP fault or inside an HTTP 200, with
 //! `BackOffMilliseconds`) waited out within the same bounded budget; and 401 as
-//! [`ProviderError::NeedsReauthorization`] (after one token refresh for bearer auth).
+//! [`ProviderError::NeedsReauthorization`] (after one token refresh for bearer auth; NTLM's
+//! rejected AUTHENTICATE leg is [`ProviderError::CredentialsRejected`]).
 
 use base64::Engine as _;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -18,6 +19,7 @@ use crate::providers::http::{
 use crate::providers::ProviderError;
 
 use super::names::{code, CONTENT_TYPE_SOAP, HEADER_ANCHOR_MAILBOX, HEADER_SOAP_ACTION};
+use super::ntlm::{NtlmConnection, NtlmCredentials};
 use super::soap::{self, EwsError};
 
 /// How the provider authenticates.
@@ -26,6 +28,14 @@ pub enum EwsAuth {
     /// HTTP Basic (RFC 7617); on-premises servers with Basic enabled.
     Basic {
         /// User name (`DOMAIN\user` or the UPN).
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// NTLM (MS-NLMP, NTLMv2), the default of on-premises Exchange's EWS virtual directory;
+    /// authenticates the connection (see [`super::ntlm`]).
+    Ntlm {
+        /// `DOMAIN\user` or the UPN.
         username: String,
         /// Password.
         password: String,
@@ -39,6 +49,11 @@ impl std::fmt::Debug for EwsAuth {
         match self {
             EwsAuth::Basic { username, .. } => f
                 .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"…")
+                .finish(),
+            EwsAuth::Ntlm { username, .. } => f
+                .debug_struct("Ntlm")
                 .field("username", username)
                 .field("password", &"…")
                 .finish(),
@@ -57,10 +72,15 @@ pub fn basic_header(username: &str, password: &str) -> String {
 }
 
 /// The `Authorization` header for `auth`, and the bearer token it carries (to invalidate on a
-/// 401).
+/// 401). NTLM has no per-request header: use an [`NtlmConnection`].
 pub async fn authorization(auth: &EwsAuth) -> Result<(HeaderValue, Option<String>), ProviderError> {
     let (value, token) = match auth {
         EwsAuth::Basic { username, password } => (basic_header(username, password), None),
+        EwsAuth::Ntlm { .. } => {
+            return Err(ProviderError::Unsupported(
+                "NTLM authenticates a connection, not a request".into(),
+            ))
+        }
         EwsAuth::Bearer(tokens) => {
             let token = tokens.access_token().await?;
             (format!("Bearer {token}"), Some(token))
@@ -104,6 +124,8 @@ pub struct EwsClient {
     http: reqwest::Client,
     url: Url,
     auth: EwsAuth,
+    /// The authenticated connection when `auth` is NTLM.
+    ntlm: Option<NtlmConnection>,
     anchor_mailbox: Option<String>,
     retry: RetryPolicy,
 }
@@ -119,10 +141,17 @@ impl EwsClient {
     ) -> Result<Self, ProviderError> {
         let url = Url::parse(url)
             .map_err(|e| ProviderError::Unsupported(format!("invalid EWS URL {url}: {e}")))?;
+        let ntlm = match &auth {
+            EwsAuth::Ntlm { username, password } => Some(NtlmConnection::new(
+                NtlmCredentials::new(username, password),
+            )?),
+            _ => None,
+        };
         Ok(Self {
             http,
             url,
             auth,
+            ntlm,
             anchor_mailbox,
             retry,
         })
@@ -139,22 +168,29 @@ impl EwsClient {
         let action = soap::soap_action(operation);
         let mut refreshed = false;
         let mut busy_attempts = 0u32;
+        let soap_post = |http: &reqwest::Client| {
+            let mut req = http
+                .post(self.url.clone())
+                .header(CONTENT_TYPE, CONTENT_TYPE_SOAP)
+                .header(HEADER_SOAP_ACTION, action.as_str())
+                .body(request.to_string());
+            if let Some(mbx) = &self.anchor_mailbox {
+                req = req.header(HEADER_ANCHOR_MAILBOX, mbx.as_str());
+            }
+            req
+        };
         loop {
-            let (auth, token) = authorization(&self.auth).await?;
-            let resp = send_with_retry(&self.retry, || {
-                let mut req = self
-                    .http
-                    .post(self.url.clone())
-                    .header(AUTHORIZATION, auth.clone())
-                    .header(CONTENT_TYPE, CONTENT_TYPE_SOAP)
-                    .header(HEADER_SOAP_ACTION, action.as_str())
-                    .body(request.to_string());
-                if let Some(mbx) = &self.anchor_mailbox {
-                    req = req.header(HEADER_ANCHOR_MAILBOX, mbx.as_str());
+            let (resp, token) = match &self.ntlm {
+                Some(ntlm) => (ntlm.send(&self.retry, &soap_post).await?, None),
+                None => {
+                    let (auth, token) = authorization(&self.auth).await?;
+                    let resp = send_with_retry(&self.retry, || {
+                        soap_post(&self.http).header(AUTHORIZATION, auth.clone())
+                    })
+                    .await?;
+                    (resp, token)
                 }
-                req
-            })
-            .await?;
+            };
             let status = resp.status();
             let headers = resp.headers().clone();
             if status == StatusCode::UNAUTHORIZED {

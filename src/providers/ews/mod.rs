@@ -22,7 +22,7 @@
 //!   `ErrorStaleObject` → [`ProviderError::Conflict`], so the engine's policy re-merges), and
 //!   `DeleteItem` (`MoveToDeletedItems`, after checking the ChangeKey). Each write reads the
 //!   item back so the engine stores the ChangeKey and card the server holds.
-//! - Throttling and auth: see [`client`].
+//! - Throttling and auth: see [`client`]; NTLM's connection-bound handshake: see [`ntlm`].
 //!
 //! Slot overflow: as for Graph, [`Written::card`] is the stored card plus what EWS cannot hold,
 //! and [`mapping::reattach_overflow`] lets the engine do the same for pulled cards.
@@ -43,6 +43,7 @@ pub mod autodiscover;
 pub mod client;
 pub mod mapping;
 pub mod names;
+pub mod ntlm;
 pub mod soap;
 
 pub use autodiscover::{autodiscover, Discovered};
@@ -92,12 +93,28 @@ impl EwsConfig {
         )
     }
 
+    /// NTLM authentication against `url` (`DOMAIN\\user` or the UPN).
+    pub fn ntlm(
+        url: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        Self::with_auth(
+            url,
+            EwsAuth::Ntlm {
+                username: username.into(),
+                password: password.into(),
+            },
+        )
+    }
+
     /// OAuth bearer authentication against `url`.
     pub fn bearer(url: impl Into<String>, tokens: Arc<dyn AccessTokenSource>) -> Self {
         Self::with_auth(url, EwsAuth::Bearer(tokens))
     }
 
-    fn with_auth(url: impl Into<String>, auth: EwsAuth) -> Self {
+    /// `auth` against `url`, with the default page sizes and retry policy.
+    pub fn with_auth(url: impl Into<String>, auth: EwsAuth) -> Self {
         Self {
             url: url.into(),
             auth,

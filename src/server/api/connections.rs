@@ -30,7 +30,7 @@ use crate::service::connections::{
     now_rfc3339, provider_for_domain, provider_name, ChosenGroup, ConflictPolicy, Connection,
     ConnectionId, ConnectionState, Figures, RunRecord, RunState, SyncDirection,
 };
-use crate::service::{reauthorization_fix, Core, Credentials, DiscoveryError};
+use crate::service::{reauthorization_fix, Core, Credentials, DiscoveryError, PasswordScheme};
 
 /// How many sample cards the field-mapping preview maps.
 pub const PREVIEW_SAMPLES: usize = 5;
@@ -132,6 +132,8 @@ pub struct CreateInput {
     pub password: Option<String>,
     /// OAuth refresh token (Google, Graph).
     pub refresh_token: Option<String>,
+    /// EWS: `basic` (default) or `ntlm`.
+    pub auth: Option<PasswordScheme>,
 }
 
 fn valid_email(e: &str) -> bool {
@@ -175,6 +177,12 @@ fn check_credentials(provider: ProviderKind, c: &Credentials) -> Result<(), ApiE
             }
         }
         _ => {
+            if c.auth == Some(PasswordScheme::Ntlm) && provider != ProviderKind::Ews {
+                return Err(ApiError::unprocessable(
+                    format!("{} does not use NTLM", provider_name(provider)),
+                    "leave `auth` out (NTLM is for Exchange on premises, provider `ews`)",
+                ));
+            }
             if c.password.as_deref().unwrap_or("").is_empty() {
                 return Err(ApiError::unprocessable(
                     format!("{} needs a password", provider_name(provider)),
@@ -224,6 +232,7 @@ pub async fn create(
         username: input.username.clone(),
         password: input.password,
         refresh_token: input.refresh_token,
+        auth: input.auth,
     };
     let provider = match (provider, &server_url) {
         (Some(p), _) => p,
@@ -844,5 +853,29 @@ pub fn describe_run(r: &RunRecord) -> String {
         (crate::service::connections::RunState::Succeeded, _) => "succeeded".into(),
         (_, Some(e)) => format!("failed: {e}"),
         _ => "failed".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ntlm_is_for_exchange_only_and_still_needs_a_password() {
+        let ntlm = |password: Option<&str>| Credentials {
+            username: Some("CONTOSO\\jane".into()),
+            password: password.map(str::to_string),
+            auth: Some(PasswordScheme::Ntlm),
+            ..Credentials::default()
+        };
+        assert!(check_credentials(ProviderKind::Ews, &ntlm(Some("pw"))).is_ok());
+        assert!(check_credentials(ProviderKind::Ews, &ntlm(None)).is_err());
+        assert!(check_credentials(ProviderKind::Carddav, &ntlm(Some("pw"))).is_err());
+        assert!(check_credentials(ProviderKind::Icloud, &ntlm(Some("pw"))).is_err());
+        // The scheme is part of the sealed credentials.
+        let json = serde_json::to_string(&ntlm(Some("pw"))).unwrap_or_default();
+        assert!(json.contains("\"auth\":\"ntlm\""), "{json}");
+        let back: Credentials = serde_json::from_str(r#"{"password":"pw"}"#).unwrap_or_default();
+        assert_eq!(back.auth, None, "old credentials stay Basic");
     }
 }
