@@ -413,6 +413,22 @@ impl Scheduler {
     /// Adds a connection or changes its spec. A new connection resumes its persisted
     /// schedule, or is due now (plus jitter) when it has none. Un-parks a parked connection.
     pub async fn upsert(&self, spec: JobSpec) -> Result<(), SchedulerError> {
+        self.upsert_inner(spec, false).await
+    }
+
+    /// Start Syncing: [`Self::upsert`], then [`Self::refresh`]. With a cluster, a connection
+    /// that was never scheduled enters the lease table due one interval (+ jitter) from now
+    /// instead of at once: the run queued here is its first run, and no other node may claim
+    /// the job as due before this node's manual claim and run it a second time right after.
+    /// (Should this node die before claiming it, the job runs one interval later elsewhere.)
+    pub async fn start_now(&self, spec: JobSpec) -> Result<RunTicket, SchedulerError> {
+        let id = spec.connection_id;
+        self.upsert_inner(spec, true).await?;
+        self.refresh(id).await
+    }
+
+    async fn upsert_inner(&self, spec: JobSpec, run_follows: bool) -> Result<(), SchedulerError> {
+        let interval = spec.interval.unwrap_or(self.inner.config.default_interval);
         let persisted = match self
             .inner
             .store
@@ -469,6 +485,7 @@ impl Scheduler {
                         .saturating_sub(wall_ms(SystemTime::now())),
                 ),
                 Some(_) => Duration::ZERO,
+                None if run_follows => interval + jitter,
                 None => jitter,
             };
             c.leases.schedule(id, due_in).await?;

@@ -664,8 +664,14 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     let key = read_key(&config)?;
     let mut builder = ServiceBuilder::new(store.clone());
     if let Some(leases) = leases {
-        let cluster = Cluster::new(leases);
-        tracing::info!(node = %cluster.node, "scheduling through the shared lease table");
+        let mut cluster = Cluster::new(leases);
+        cluster.lease = Duration::from_secs(config.scheduler.lease_secs.max(1));
+        cluster.poll = cluster.poll.min(cluster.lease / 2);
+        tracing::info!(
+            node = %cluster.node,
+            lease_secs = cluster.lease.as_secs(),
+            "scheduling through the shared lease table"
+        );
         builder = builder.cluster(cluster);
     }
     let state = builder
