@@ -431,7 +431,11 @@ impl ServiceBuilder {
     }
 
     /// Opens the CRM, registers every active connection with the scheduler and starts it.
-    pub async fn start(self) -> Result<ApiState, ServiceError> {
+    pub async fn start(mut self) -> Result<ApiState, ServiceError> {
+        if self.cluster.is_some() {
+            // A run's writes hold only while its lease does (scheduler::run_fenced).
+            self.store = Arc::new(crate::scheduler::FencedStore::new(self.store));
+        }
         // Nodes sharing PostgreSQL share the change log; a sled store is this process's alone.
         let crm_config = CrmConfig {
             shared_store: self.cluster.is_some(),

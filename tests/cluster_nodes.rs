@@ -471,9 +471,25 @@ async fn three_serve_nodes_sync_300_connections_once_per_interval_and_survive_a_
         let _ = n.child.kill();
     }
     let mut runs = runs_of(&events);
-    // Runs the survivors still had in flight at the end are not judged.
+    // Runs the survivors still had in flight at the end are not judged, nor their requests.
+    let cut: HashMap<u64, SystemTime> = runs
+        .iter()
+        .filter(|r| r.end.is_none() && r.node != victim)
+        .map(|r| (r.connection, r.start))
+        .collect();
     runs.retain(|r| r.end.is_some() || r.node == victim);
-    let seen: Vec<books::Seen> = c.fake.seen().into_iter().filter(|s| s.at < t_end).collect();
+    let account_of: HashMap<usize, u64> =
+        c.ids.iter().enumerate().map(|(n, id)| (n, *id)).collect();
+    let seen: Vec<books::Seen> = c
+        .fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.at < t_end)
+        .filter(|s| {
+            cut.get(&account_of[&s.account])
+                .is_none_or(|start| s.at + Duration::from_millis(50) < *start)
+        })
+        .collect();
 
     if let Ok(path) = std::env::var("CLUSTER_DUMP") {
         let ms = |t: SystemTime| since(t0, t);
