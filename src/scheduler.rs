@@ -23,7 +23,10 @@
 //!   while the run goes on (a lost or unrenewable lease stops the run), and completes it with
 //!   the fence checked, setting the next due time for every node. A manual refresh claims the
 //!   connection on the node that received it, at once or as soon as the node running it
-//!   finishes. Without a cluster (sled) the scheduler works from its local queue alone.
+//!   finishes. Every commit of a run carries its lease's fence ([`run_fenced`],
+//!   [`FencedStore`]), so a node that stalled past its lease cannot write once another node
+//!   took the connection over. Without a cluster (sled) the scheduler works from its local
+//!   queue alone.
 //!
 //! The scheduler knows nothing about syncing: it calls a [`JobRunner`].
 //!

@@ -264,9 +264,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             let mut responses = Vec::new();
             if rest.is_empty() {
                 responses.push(pf.respond(&home, &[], |q| {
-                    if *q == names::CURRENT_USER_PRINCIPAL {
-                        Some(prop::hrefs_prop(q, &[home.as_str()]))
-                    } else if *q == names::ADDRESSBOOK_HOME_SET {
+                    if *q == names::CURRENT_USER_PRINCIPAL || *q == names::ADDRESSBOOK_HOME_SET {
                         Some(prop::hrefs_prop(q, &[home.as_str()]))
                     } else if *q == names::RESOURCETYPE {
                         Some(ResourceType::collection().to_element())
