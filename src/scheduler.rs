@@ -627,6 +627,8 @@ impl Scheduler {
         }
         let mut b = Batch::new();
         b.delete(SCHED_NEXT, key(id).to_vec());
+        // A run of it still going on elsewhere can no longer write either.
+        b.delete(SCHED_FENCE, key(id).to_vec());
         self.inner.store.commit(b).await?;
         Ok(())
     }
