@@ -52,6 +52,8 @@ pub const ENV_BACKOFF_MAX: &str = "CARDBRIDGE_BACKOFF_MAX_SECS";
 pub const ENV_MAX_CONCURRENT: &str = "CARDBRIDGE_MAX_CONCURRENT_SYNCS";
 /// `CARDBRIDGE_MAX_SYNCS_PER_ACCOUNT`: `scheduler.max_per_account`.
 pub const ENV_MAX_PER_ACCOUNT: &str = "CARDBRIDGE_MAX_SYNCS_PER_ACCOUNT";
+/// `CARDBRIDGE_SYNC_LEASE_SECS`: `scheduler.lease_secs`.
+pub const ENV_SYNC_LEASE: &str = "CARDBRIDGE_SYNC_LEASE_SECS";
 /// `CARDBRIDGE_STORE`: `store` (`sled` or `postgres`).
 pub const ENV_STORE: &str = "CARDBRIDGE_STORE";
 /// `CARDBRIDGE_POSTGRES_URL`: `postgres.url` (may hold a password; never logged).
@@ -80,6 +82,7 @@ pub const ENV_VARS: &[&str] = &[
     ENV_BACKOFF_MAX,
     ENV_MAX_CONCURRENT,
     ENV_MAX_PER_ACCOUNT,
+    ENV_SYNC_LEASE,
     ENV_STORE,
     ENV_POSTGRES_URL,
     ENV_POSTGRES_SCHEMA,
@@ -123,6 +126,10 @@ pub struct SchedulerSection {
     pub max_concurrent: usize,
     /// At most this many syncs of one account (provider + account email) run at once.
     pub max_per_account: usize,
+    /// With `store = "postgres"`: how long a node's claim on a connection's sync holds without
+    /// renewal (renewed every third of it while the run goes on); a dead node's connections
+    /// are run by the others after this many seconds.
+    pub lease_secs: u64,
 }
 
 impl Default for SchedulerSection {
@@ -134,6 +141,7 @@ impl Default for SchedulerSection {
             backoff_max_secs: 6 * 3600,
             max_concurrent: 8,
             max_per_account: 4,
+            lease_secs: 60,
         }
     }
 }
@@ -449,6 +457,9 @@ impl Config {
         }
         if let Some(v) = env(ENV_MAX_PER_ACCOUNT) {
             s.max_per_account = parse(ENV_MAX_PER_ACCOUNT, v, "a positive number")?;
+        }
+        if let Some(v) = env(ENV_SYNC_LEASE) {
+            s.lease_secs = parse(ENV_SYNC_LEASE, v, "a number of seconds")?;
         }
         if let Some(v) = env(ENV_STORE) {
             self.store = match v.trim() {
@@ -849,6 +860,7 @@ mod tests {
             "backoff_max_secs",
             "max_concurrent",
             "max_per_account",
+            "lease_secs",
             "[oauth.google]",
             "[oauth.microsoft]",
             "client_id",

@@ -23,7 +23,10 @@
 //!   while the run goes on (a lost or unrenewable lease stops the run), and completes it with
 //!   the fence checked, setting the next due time for every node. A manual refresh claims the
 //!   connection on the node that received it, at once or as soon as the node running it
-//!   finishes. Without a cluster (sled) the scheduler works from its local queue alone.
+//!   finishes. Every commit of a run carries its lease's fence ([`run_fenced`],
+//!   [`FencedStore`]), so a node that stalled past its lease cannot write once another node
+//!   took the connection over. Without a cluster (sled) the scheduler works from its local
+//!   queue alone.
 //!
 //! The scheduler knows nothing about syncing: it calls a [`JobRunner`].
 //!
@@ -40,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::store::{Batch, Space, Store, StoreError};
+use crate::store::{Batch, Expect, ScanPage, Space, Store, StoreError};
 
 /// A connection id.
 pub type ConnectionId = u64;
@@ -51,6 +54,123 @@ pub type RunId = u64;
 pub const SCHED_NEXT: Space = "sched.next_run";
 /// The sequence of run ids.
 pub const SEQ_RUN: Space = "sched.seq.run";
+/// With a cluster, the fence of the lease the connection's current run holds: connection id
+/// (8 bytes BE) → fence (i64, 8 bytes BE). Written by [`run_fenced`] when a run starts,
+/// checked by every commit of that run made through a [`FencedStore`].
+pub const SCHED_FENCE: Space = "sched.fence";
+
+tokio::task_local! {
+    /// The (connection, fence) of the leased run this task belongs to.
+    static RUN_FENCE: (ConnectionId, i64);
+}
+
+/// A [`Store`] whose commits made inside [`run_fenced`] carry the run's lease fence as a guard:
+/// a node that stalled past its lease (a pause, a partition) and was taken over cannot commit
+/// an engine page, a person or a run record afterwards, because the node that took the job
+/// over recorded a higher fence when its run started. The refusal is a
+/// [`StoreError::Backend`], not a `Conflict`, so no caller retries it as a lost race. Commits
+/// outside a fenced run pass through unchanged. The service puts one around the store when
+/// it schedules through a cluster.
+pub struct FencedStore {
+    inner: Arc<dyn Store>,
+}
+
+impl FencedStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self { inner }
+    }
+}
+
+fn fence_bytes(fence: i64) -> Vec<u8> {
+    fence.to_be_bytes().to_vec()
+}
+
+fn fence_lost(id: ConnectionId, fence: i64) -> StoreError {
+    StoreError::Backend(format!(
+        "connection {id}: the lease of this run (fence {fence}) was taken over by another node; \
+         its writes are refused"
+    ))
+}
+
+#[async_trait]
+impl Store for FencedStore {
+    async fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(space, key).await
+    }
+
+    async fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        self.inner.scan(space, prefix, after, limit).await
+    }
+
+    async fn commit(&self, mut batch: Batch) -> Result<(), StoreError> {
+        let Ok((id, fence)) = RUN_FENCE.try_with(|f| *f) else {
+            return self.inner.commit(batch).await;
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.expects.insert(
+            0,
+            Expect {
+                space: SCHED_FENCE,
+                key: key(id).to_vec(),
+                expected: Some(fence_bytes(fence)),
+            },
+        );
+        match self.inner.commit(batch).await {
+            Err(StoreError::Conflict { space, .. }) if space == SCHED_FENCE => {
+                Err(fence_lost(id, fence))
+            }
+            other => other,
+        }
+    }
+
+    async fn next_id(&self, sequence: Space) -> Result<u64, StoreError> {
+        self.inner.next_id(sequence).await
+    }
+}
+
+/// Runs `run` as the holder of the lease with `fence` on connection `id`: first records the
+/// fence in [`SCHED_FENCE`] (refused when a later claim already recorded a higher one), then
+/// runs `run` so that its commits through a [`FencedStore`] hold only while no later claim has
+/// started a run. Fences only grow (each claim bumps it), so of two nodes that both believe they
+/// hold the job, only the later claim's run can write.
+pub async fn run_fenced<F: std::future::Future>(
+    store: &dyn Store,
+    id: ConnectionId,
+    fence: i64,
+    run: F,
+) -> Result<F::Output, StoreError> {
+    loop {
+        let current = store.get(SCHED_FENCE, &key(id)).await?;
+        let recorded = current
+            .as_deref()
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(i64::from_be_bytes);
+        if recorded.is_some_and(|r| r > fence) {
+            return Err(fence_lost(id, fence));
+        }
+        if recorded == Some(fence) {
+            break;
+        }
+        let mut b = Batch::new();
+        b.expect(SCHED_FENCE, key(id).to_vec(), current);
+        b.put(SCHED_FENCE, key(id).to_vec(), fence_bytes(fence));
+        match store.commit(b).await {
+            Ok(()) => break,
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(RUN_FENCE.scope((id, fence), run).await)
+}
 
 /// Scheduler settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,6 +533,22 @@ impl Scheduler {
     /// Adds a connection or changes its spec. A new connection resumes its persisted
     /// schedule, or is due now (plus jitter) when it has none. Un-parks a parked connection.
     pub async fn upsert(&self, spec: JobSpec) -> Result<(), SchedulerError> {
+        self.upsert_inner(spec, false).await
+    }
+
+    /// Start Syncing: [`Self::upsert`], then [`Self::refresh`]. With a cluster, a connection
+    /// that was never scheduled enters the lease table due one interval (+ jitter) from now
+    /// instead of at once: the run queued here is its first run, and no other node may claim
+    /// the job as due before this node's manual claim and run it a second time right after.
+    /// (Should this node die before claiming it, the job runs one interval later elsewhere.)
+    pub async fn start_now(&self, spec: JobSpec) -> Result<RunTicket, SchedulerError> {
+        let id = spec.connection_id;
+        self.upsert_inner(spec, true).await?;
+        self.refresh(id).await
+    }
+
+    async fn upsert_inner(&self, spec: JobSpec, run_follows: bool) -> Result<(), SchedulerError> {
+        let interval = spec.interval.unwrap_or(self.inner.config.default_interval);
         let persisted = match self
             .inner
             .store
@@ -469,6 +605,7 @@ impl Scheduler {
                         .saturating_sub(wall_ms(SystemTime::now())),
                 ),
                 Some(_) => Duration::ZERO,
+                None if run_follows => interval + jitter,
                 None => jitter,
             };
             c.leases.schedule(id, due_in).await?;
@@ -490,6 +627,8 @@ impl Scheduler {
         }
         let mut b = Batch::new();
         b.delete(SCHED_NEXT, key(id).to_vec());
+        // A run of it still going on elsewhere can no longer write either.
+        b.delete(SCHED_FENCE, key(id).to_vec());
         self.inner.store.commit(b).await?;
         Ok(())
     }
@@ -970,7 +1109,22 @@ impl Inner {
                 }
             },
         };
-        let run = self.runner.run(id, run_id, trigger);
+        let runner = self.runner.clone();
+        let store = self.store.clone();
+        let run = async move {
+            run_fenced(
+                store.as_ref(),
+                id,
+                held.fence,
+                runner.run(id, run_id, trigger),
+            )
+            .await
+            .unwrap_or_else(|e| JobOutcome::Failed {
+                message: e.to_string(),
+                retry_after_secs: None,
+                transient: true,
+            })
+        };
         tokio::pin!(run);
         let every = (c.lease / 3).max(Duration::from_millis(10));
         let mut renewals = tokio::time::interval_at(Instant::now() + every, every);

@@ -517,7 +517,11 @@ impl ServiceBuilder {
     }
 
     /// Opens the CRM, registers every active connection with the scheduler and starts it.
-    pub async fn start(self) -> Result<ApiState, ServiceError> {
+    pub async fn start(mut self) -> Result<ApiState, ServiceError> {
+        if self.cluster.is_some() {
+            // A run's writes hold only while its lease does (scheduler::run_fenced).
+            self.store = Arc::new(crate::scheduler::FencedStore::new(self.store));
+        }
         // Nodes sharing PostgreSQL share the change log; a sled store is this process's alone.
         let crm_config = CrmConfig {
             shared_store: self.cluster.is_some(),
@@ -764,8 +768,14 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     let key = read_key(&config)?;
     let mut builder = ServiceBuilder::new(store.clone());
     if let Some(leases) = leases {
-        let cluster = Cluster::new(leases);
-        tracing::info!(node = %cluster.node, "scheduling through the shared lease table");
+        let mut cluster = Cluster::new(leases);
+        cluster.lease = Duration::from_secs(config.scheduler.lease_secs.max(1));
+        cluster.poll = cluster.poll.min(cluster.lease / 2);
+        tracing::info!(
+            node = %cluster.node,
+            lease_secs = cluster.lease.as_secs(),
+            "scheduling through the shared lease table"
+        );
         builder = builder.cluster(cluster);
     }
     let state = builder

@@ -12,7 +12,8 @@
 //! - [`Leases::complete`] releases the job and sets when it is next due, but only while the
 //!   caller still holds the lease it claimed (same holder and fence). A node that stalled past
 //!   its lease and was taken over gets `false` and must not publish the result of its run: the
-//!   fence is the guard to put on the run's final batch (see `docs/SCALING.md`).
+//!   scheduler records the fence when a run starts and guards each of the run's commits with it
+//!   (`scheduler::run_fenced`, `scheduler::FencedStore`).
 //! - [`Leases::trigger`] is a manual refresh from any node: the job becomes due now, and when
 //!   it is currently running, its holder's [`Leases::complete`] makes it due again at once
 //!   instead of after the interval, so the refresh is not lost.

@@ -609,8 +609,7 @@ pub async fn start(
         c.updated = now_rfc3339();
         core.connections.put(&c).await?;
     }
-    st.scheduler.upsert(Core::job_spec(&c)).await?;
-    let t = st.scheduler.refresh(id).await?;
+    let t = st.scheduler.start_now(Core::job_spec(&c)).await?;
     Ok(ok_with(
         StatusCode::ACCEPTED,
         RunStarted {
