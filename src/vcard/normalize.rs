@@ -130,11 +130,20 @@ fn rename_from_other(entry: &mut VCardEntry, name: VCardProperty) {
     entry.name = name;
 }
 
-/// A known property becomes an unknown one again: its text takes the raw (escaped) form.
+/// A known property becomes an unknown one again: its text takes the raw (escaped) form, and a
+/// date becomes the text it is written as (an unknown property's value is text: a date left
+/// typed would be written as nothing, and the next read would see an empty value).
 fn rename_to_other(entry: &mut VCardEntry, name: &str) {
+    let fmt = default_value_type(&entry.name);
     for value in &mut entry.values {
-        if let VCardValue::Text(t) = value {
-            *t = escape_raw(t);
+        match value {
+            VCardValue::Text(t) => *t = escape_raw(t),
+            VCardValue::PartialDateTime(dt) => {
+                let mut text = String::new();
+                let _ = dt.format_as_vcard(&mut text, &fmt);
+                *value = VCardValue::Text(escape_raw(&text));
+            }
+            _ => {}
         }
     }
     entry.name = VCardProperty::Other(name.into());
