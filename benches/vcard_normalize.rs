@@ -5,7 +5,7 @@
 #[path = "common/corpus.rs"]
 mod corpus;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use std::hint::black_box;
 
 fn corpus() -> String {
@@ -56,4 +56,41 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// One pass of one contender, for instruction counts under `valgrind --tool=callgrind`
+/// (docs/BENCHMARKS.md): `VCARD_NORMALIZE_ONCE=calcard|ours|corpus` runs that once (`corpus`
+/// only builds the input, to subtract) instead of the criterion benches.
+fn once(which: &str) {
+    let input = corpus();
+    match which {
+        "calcard" => {
+            let mut parser = calcard::Parser::new(black_box(&input));
+            let mut n = 0usize;
+            while let calcard::Entry::VCard(card) = parser.entry() {
+                n += card.entries.len();
+            }
+            black_box(n);
+        }
+        "ours" => {
+            let mut bytes = 0usize;
+            cardbridge::vcard::for_each_normalized(
+                black_box(&input),
+                |card| bytes += cardbridge::vcard::write_v4(&card).len(),
+                |_| {},
+            );
+            black_box(bytes);
+        }
+        _ => {
+            black_box(&input);
+        }
+    }
+}
+
+fn main() {
+    if let Ok(which) = std::env::var("VCARD_NORMALIZE_ONCE") {
+        once(&which);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -179,3 +179,16 @@ fn quoted_type_lists_survive_folding() {
         "{out}"
     );
 }
+
+/// crash-e542f805: a card with two ANNIVERSARY lines, the first empty and the second a date. The
+/// second goes back to `X-ANNIVERSARY` (one ANNIVERSARY per card), but its value stayed a typed
+/// date, which an unknown property writes as nothing: the first pass wrote `X-ANNIVERSARY:` and
+/// the second dropped it as a duplicate of the empty ANNIVERSARY. The date now becomes its text.
+#[test]
+fn anniversary_sent_back_to_x_name_keeps_its_date() {
+    let input =
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:A\r\nANNIVERSARY;PREF=1:\r\nANNIVERSARY;PREF=1:20150902\r\nEND:VCARD\r\n";
+    check(input.as_bytes());
+    let out = write_v4(&read_normalized(input).cards[0]);
+    assert!(out.contains("X-ANNIVERSARY;PREF=1:20150902\r\n"), "{out}");
+}

@@ -4,13 +4,13 @@
 
 use super::dates::parse_date_text;
 use super::names::{
-    ABLABEL_ANNIVERSARY, ABSHOWAS_COMPANY, APPLE_OMIT_YEAR, BINARY_PROPS, DATA_URI_SCHEME,
-    ENC_QUOTED_PRINTABLE, GEO_URI_SCHEME, LEGACY_IM_PROPS, LEGACY_TYPE_WORDS, MEDIA_OCTET_STREAM,
-    PARAM_CHARSET, PARAM_ENCODING, PARAM_X_APPLE_OMIT_YEAR, PROP_LABEL, PROP_SORT_STRING,
-    PROP_X_ABDATE, PROP_X_ABLABEL, PROP_X_ABSHOWAS, PROP_X_ADDRESSBOOKSERVER_KIND,
+    ABLABEL_ANNIVERSARY, ABSHOWAS_COMPANY, APPLE_OMIT_YEAR, DATA_URI_SCHEME, ENC_QUOTED_PRINTABLE,
+    GEO_URI_SCHEME, LEGACY_IM_PROPS, LEGACY_TYPE_WORDS, MEDIA_OCTET_STREAM, PARAM_CHARSET,
+    PARAM_ENCODING, PARAM_X_APPLE_OMIT_YEAR, PROP_LABEL, PROP_SORT_STRING, PROP_X_ABDATE,
+    PROP_X_ABLABEL, PROP_X_ABSHOWAS, PROP_X_ADDRESSBOOKSERVER_KIND,
     PROP_X_ADDRESSBOOKSERVER_MEMBER, PROP_X_ANNIVERSARY, TYPE_INTERNET, TYPE_PREF,
 };
-use super::read::{escape_raw, unescape_raw};
+use super::read::{escape_raw, is_binary_prop, unescape_raw};
 use calcard::common::{Data, IanaParse, PartialDateTime};
 use calcard::vcard::{
     VCard, VCardEntry, VCardKind, VCardParameter, VCardParameterName, VCardParameterValue,
@@ -63,15 +63,17 @@ fn normalize_entries(mut entries: Vec<VCardEntry>) -> VCard {
     attach_labels(&mut entries);
     ensure_fn(&mut entries);
 
-    let mut out = Vec::with_capacity(entries.len() + 1);
-    out.push(VCardEntry {
-        group: None,
-        name: VCardProperty::Version,
-        params: Vec::new(),
-        values: vec![VCardValue::Text("4.0".into())],
-    });
-    out.extend(entries);
-    VCard { entries: out }
+    // In place (the frame entries removed above left room): no second vector of entries.
+    entries.insert(
+        0,
+        VCardEntry {
+            group: None,
+            name: VCardProperty::Version,
+            params: Vec::new(),
+            values: vec![VCardValue::Text("4.0".into())],
+        },
+    );
+    VCard { entries }
 }
 
 fn other_name_is(entry: &VCardEntry, name: &str) -> bool {
@@ -128,11 +130,20 @@ fn rename_from_other(entry: &mut VCardEntry, name: VCardProperty) {
     entry.name = name;
 }
 
-/// A known property becomes an unknown one again: its text takes the raw (escaped) form.
+/// A known property becomes an unknown one again: its text takes the raw (escaped) form, and a
+/// date becomes the text it is written as (an unknown property's value is text: a date left
+/// typed would be written as nothing, and the next read would see an empty value).
 fn rename_to_other(entry: &mut VCardEntry, name: &str) {
+    let fmt = default_value_type(&entry.name);
     for value in &mut entry.values {
-        if let VCardValue::Text(t) = value {
-            *t = escape_raw(t);
+        match value {
+            VCardValue::Text(t) => *t = escape_raw(t),
+            VCardValue::PartialDateTime(dt) => {
+                let mut text = String::new();
+                let _ = dt.format_as_vcard(&mut text, &fmt);
+                *value = VCardValue::Text(escape_raw(&text));
+            }
+            _ => {}
         }
     }
     entry.name = VCardProperty::Other(name.into());
@@ -169,7 +180,7 @@ fn normalize_entry(entry: &mut VCardEntry) {
 
     // Values.
     let unify_breaks = |text: &mut String| {
-        if text.contains('\r') {
+        if text.as_bytes().contains(&b'\r') {
             *text = text.replace("\r\n", "\n").replace('\r', "\n");
         }
     };
@@ -282,9 +293,7 @@ fn normalize_entry(entry: &mut VCardEntry) {
     drop_bogus_media_types(entry);
     text_for_binary_of_text_properties(entry);
 
-    let is_binary_prop = BINARY_PROPS
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(entry.name.as_str()));
+    let is_binary_prop = is_binary_prop(&entry.name);
     let has_binary = entry
         .values
         .iter()
@@ -292,7 +301,14 @@ fn normalize_entry(entry: &mut VCardEntry) {
 
     // Parameters: TYPE first, then PREF, then the rest in their order.
     let is_email = entry.name == VCardProperty::Email;
-    let mut types: Vec<VCardParameterValue> = Vec::new();
+    let old_params = std::mem::take(&mut entry.params);
+    // TYPE parameters come first: they go straight into the new list (one allocation per
+    // entry with parameters, none for one without).
+    let mut types: Vec<VCardParameter> = Vec::with_capacity(if old_params.is_empty() {
+        0
+    } else {
+        old_params.len() + 1
+    });
     let mut pref: Option<u32> = None;
     let mut want_pref = false;
     let mut media_hint: Option<String> = None;
@@ -300,7 +316,7 @@ fn normalize_entry(entry: &mut VCardEntry) {
     let default_type = default_value_type(&entry.name);
     let first_value_is_date = matches!(entry.values.first(), Some(VCardValue::PartialDateTime(_)));
 
-    for param in std::mem::take(&mut entry.params) {
+    for param in old_params {
         match (&param.name, param.value) {
             // RFC 6350 §3.3: a parameter name is an iana-token or x-name (ALPHA, DIGIT, "-").
             // calcard keeps whatever stood before `=`; such a name cannot be written back.
@@ -330,11 +346,7 @@ fn normalize_entry(entry: &mut VCardEntry) {
                 }
             }
             (VCardParameterName::Type, VCardParameterValue::Null) => {}
-            (VCardParameterName::Type, value) => {
-                if !types.contains(&value) {
-                    types.push(value);
-                }
-            }
+            (VCardParameterName::Type, value) => push_type(&mut types, value),
             (VCardParameterName::Pref, VCardParameterValue::Integer(i)) => {
                 let i = i.clamp(1, 100);
                 pref = Some(pref.map_or(i, |p| p.min(i)));
@@ -421,10 +433,7 @@ fn normalize_entry(entry: &mut VCardEntry) {
         }
     }
 
-    let mut params: Vec<VCardParameter> = types
-        .into_iter()
-        .map(|v| VCardParameter::new(VCardParameterName::Type, v))
-        .collect();
+    let mut params = types;
     if let Some(p) = pref {
         params.push(VCardParameter::new(VCardParameterName::Pref, p));
     }
@@ -501,11 +510,13 @@ fn text_for_impossible_dates(entry: &mut VCardEntry) {
 /// `data:` URIs; anywhere else the bytes are kept as the text of a `data:` URI, which is how
 /// they were written back anyway and how they read back.
 fn text_for_binary_of_text_properties(entry: &mut VCardEntry) {
-    if matches!(entry.name, VCardProperty::Other(_))
+    if !entry
+        .values
+        .iter()
+        .any(|v| matches!(v, VCardValue::Binary(_)))
+        || matches!(entry.name, VCardProperty::Other(_))
         || default_value_type(&entry.name) == VCardValueType::Uri
-        || BINARY_PROPS
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(entry.name.as_str()))
+        || is_binary_prop(&entry.name)
     {
         return;
     }
@@ -574,7 +585,7 @@ fn is_legacy_type_word(name: &str) -> bool {
 fn push_type_word(
     word: &str,
     is_email: bool,
-    types: &mut Vec<VCardParameterValue>,
+    types: &mut Vec<VCardParameter>,
     want_pref: &mut bool,
 ) {
     let word = word.trim();
@@ -592,8 +603,13 @@ fn push_type_word(
         Some(t) => VCardParameterValue::Type(t),
         None => VCardParameterValue::Text(word.to_ascii_lowercase()),
     };
-    if !types.contains(&value) {
-        types.push(value);
+    push_type(types, value);
+}
+
+/// Adds a `TYPE` value to the list of TYPE parameters unless it is there already.
+fn push_type(types: &mut Vec<VCardParameter>, value: VCardParameterValue) {
+    if !types.iter().any(|p| p.value == value) {
+        types.push(VCardParameter::new(VCardParameterName::Type, value));
     }
 }
 

@@ -110,7 +110,7 @@ pub fn read(input: &str) -> ReadOutput {
 pub fn read_into(input: &str, out: &mut impl ReadSink) {
     let input = input.strip_prefix('\u{feff}').unwrap_or(input);
     let mut position = 0usize;
-    let mut card: Option<CardScan> = None;
+    let mut card: Option<CardScan<'_>> = None;
     let mut in_stray = false;
     let mut offset = 0usize;
 
@@ -169,6 +169,13 @@ pub fn read_into(input: &str, out: &mut impl ReadSink) {
 }
 
 fn is_marker(line: &str, marker: &str) -> bool {
+    // Most lines are content lines: an ASCII first byte that is neither blank nor the marker's
+    // first letter rules the line out without trimming it.
+    if let (Some(&first), Some(&m)) = (line.as_bytes().first(), marker.as_bytes().first()) {
+        if first.is_ascii() && !first.is_ascii_whitespace() && !first.eq_ignore_ascii_case(&m) {
+            return false;
+        }
+    }
     let line = line.trim();
     line.len() == marker.len() + 6
         && line
@@ -180,7 +187,7 @@ fn is_marker(line: &str, marker: &str) -> bool {
 }
 
 /// Line-structure check of one card while it is being scanned.
-struct CardScan {
+struct CardScan<'a> {
     index: usize,
     begin_line: usize,
     start: usize,
@@ -198,7 +205,7 @@ struct CardScan {
     legacy: bool,
     /// The raw content lines of the unknown properties, collected in this pass so that
     /// [`restore_raw_unknown_values`] needs no second pass over the card.
-    raw_unknowns: Vec<RawUnknown>,
+    raw_unknowns: Vec<RawUnknown<'a>>,
     /// The last unknown property's raw value is still open to continuation lines.
     raw_open: bool,
     /// A property's head was folded before its `:`, so this pass cannot tell its name and
@@ -206,7 +213,7 @@ struct CardScan {
     raw_fallback: bool,
 }
 
-impl CardScan {
+impl<'a> CardScan<'a> {
     fn new(index: usize, begin_line: usize, start: usize) -> Self {
         Self {
             index,
@@ -228,13 +235,13 @@ impl CardScan {
         }
     }
 
-    fn continuation(&mut self, line: &str) {
+    fn continuation(&mut self, line: &'a str) {
         if self.raw_open {
             if let Some(RawUnknown {
                 value: Some(value), ..
             }) = self.raw_unknowns.last_mut()
             {
-                value.push_str(line.get(1..).unwrap_or_default());
+                value.to_mut().push_str(line.get(1..).unwrap_or_default());
             }
         }
         if let Some((_, colon)) = &mut self.current {
@@ -254,7 +261,7 @@ impl CardScan {
         self.current = None;
     }
 
-    fn line(&mut self, line: &str, line_no: usize) {
+    fn line(&mut self, line: &'a str, line_no: usize) {
         // Not a continuation: whatever unknown value was open is complete.
         self.raw_open = false;
         if self.bad.is_some() {
@@ -268,7 +275,8 @@ impl CardScan {
         if self.b64 && !line.is_empty() && line.bytes().all(is_base64_byte) {
             return;
         }
-        if line.trim().is_empty() {
+        // A line starting with a visible ASCII character is not blank; only others are trimmed.
+        if !line.as_bytes().first().is_some_and(u8::is_ascii_graphic) && line.trim().is_empty() {
             self.b64 = false;
             return;
         }
@@ -280,22 +288,41 @@ impl CardScan {
         self.qp = false;
         self.qp_soft = false;
 
-        let head_end = line.find([':', ';']).unwrap_or(line.len());
+        // One pass over the head's bytes: where it ends, whether it is a valid name, and where
+        // its group ends.
+        let bytes = line.as_bytes();
+        let mut head_end = bytes.len();
+        let mut head_valid = true;
+        let mut last_dot = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b':' | b';' => {
+                    head_end = i;
+                    break;
+                }
+                b'.' => last_dot = Some(i),
+                b'-' | b'_' => {}
+                b if b.is_ascii_alphanumeric() => {}
+                _ => head_valid = false,
+            }
+        }
         let head = line.get(..head_end).unwrap_or_default();
         if head.is_empty() {
             self.bad = Some((line_no, "empty property name".into()));
             return;
         }
-        if !head
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
+        if !head_valid {
             self.bad = Some((line_no, format!("invalid property name {head:?}")));
             return;
         }
         self.properties += 1;
-        let name = head.rsplit('.').next().unwrap_or(head);
-        let colon = find_unquoted_colon(line);
+        let name = match last_dot {
+            Some(dot) => head.get(dot + 1..).unwrap_or_default(),
+            None => head,
+        };
+        // The head holds no quote and no `:`: the unquoted colon is at or after its end.
+        let colon =
+            find_unquoted_colon(line.get(head_end..).unwrap_or_default()).map(|c| c + head_end);
         self.current = Some((line_no, colon.is_some()));
         let params = match colon {
             Some(c) => line.get(head_end..c).unwrap_or_default(),
@@ -305,47 +332,58 @@ impl CardScan {
 
         let mut needs_fix = false;
         let mut encoded_b64 = false;
-        for param in params.split(';').filter(|p| !p.is_empty()) {
-            let (pname, pvalue) = param.split_once('=').unwrap_or((param, ""));
-            if pname.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE) {
+        for param in params.as_bytes().split(|&b| b == b';') {
+            if param.is_empty() {
+                continue;
+            }
+            let (pname, pvalue) = match param.iter().position(|&b| b == b'=') {
+                Some(eq) => (
+                    param.get(..eq).unwrap_or_default(),
+                    param.get(eq + 1..).unwrap_or_default(),
+                ),
+                None => (param, &b""[..]),
+            };
+            if pname.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE.as_bytes()) {
                 self.qp = true;
                 needs_fix = true;
-            } else if pname.eq_ignore_ascii_case(PARAM_ENCODING) {
-                if pvalue.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE) {
+            } else if pname.eq_ignore_ascii_case(PARAM_ENCODING.as_bytes()) {
+                if pvalue.eq_ignore_ascii_case(ENC_QUOTED_PRINTABLE.as_bytes()) {
                     self.qp = true;
-                } else if pvalue.eq_ignore_ascii_case("b") || pvalue.eq_ignore_ascii_case("base64")
+                } else if pvalue.eq_ignore_ascii_case(b"b")
+                    || pvalue.eq_ignore_ascii_case(b"base64")
                 {
                     encoded_b64 = true;
                 }
-            } else if pname.eq_ignore_ascii_case("BASE64") {
+            } else if pname.eq_ignore_ascii_case(b"BASE64") {
                 encoded_b64 = true;
-            } else if pname.eq_ignore_ascii_case("TYPE") && pvalue.starts_with('"') {
+            } else if pname.eq_ignore_ascii_case(b"TYPE") && pvalue.first() == Some(&b'"') {
                 // Decided on the unfolded line by `fix_lines` (the value may be folded).
                 needs_fix = true;
             }
         }
-        self.collect_raw_unknown(head, name, colon.is_some(), params, value);
+        let known = VCardProperty::parse(name.as_bytes());
+        self.collect_raw_unknown(head, name, known.is_none(), colon.is_some(), params, value);
         if self.qp {
             self.qp_soft = line.ends_with('=');
         }
         if encoded_b64 {
             self.b64 = true;
         }
-        if BINARY_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+        if known.as_ref().is_some_and(is_binary_prop) {
             if encoded_b64 {
                 self.encoded_binaries.push(self.binary_ordinal);
             }
             self.binary_ordinal += 1;
         }
-        if name.eq_ignore_ascii_case("VERSION") {
+        if known == Some(VCardProperty::Version) {
             self.legacy = matches!(value.trim().as_bytes().first(), Some(b'1'..=b'3'));
         }
         // calcard's legacy (2.1/3.0) date parser reads `YYYY-MM-DD`; only its 4.0 parser (used
         // until a legacy VERSION is seen) and `--MM-DD` need the rewrite.
-        if DATE_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name))
+        if known.as_ref().is_some_and(is_date_prop)
             && (!self.legacy || value.trim_start().starts_with("--"))
             && basic_date_form(value).is_some()
-            && !params.to_ascii_uppercase().contains("VALUE=TEXT")
+            && !contains_ignore_case(params, "VALUE=TEXT")
         {
             needs_fix = true;
         }
@@ -357,24 +395,25 @@ impl CardScan {
     /// Keeps the raw value of an unknown property's first line (see [`RawUnknown`]).
     fn collect_raw_unknown(
         &mut self,
-        head: &str,
-        name: &str,
+        head: &'a str,
+        name: &'a str,
+        unknown: bool,
         has_colon: bool,
         params: &str,
-        value: &str,
+        value: &'a str,
     ) {
         if !has_colon {
             self.raw_fallback = true;
             return;
         }
-        if !is_unknown_name(name) {
+        if !unknown || name.is_empty() {
             return;
         }
         let encoded = is_encoded(params);
         self.raw_unknowns.push(RawUnknown {
-            group: head.rsplit_once('.').map(|(group, _)| group.to_string()),
-            name: name.to_string(),
-            value: (!encoded).then(|| value.to_string()),
+            group: head.rsplit_once('.').map(|(group, _)| Cow::Borrowed(group)),
+            name: Cow::Borrowed(name),
+            value: (!encoded).then_some(Cow::Borrowed(value)),
         });
         self.raw_open = !encoded;
     }
@@ -420,6 +459,26 @@ impl CardScan {
                 reason: format!("calcard could not read the card: {other:?}"),
             }),
         }
+    }
+}
+
+/// PHOTO, LOGO, SOUND or KEY ([`BINARY_PROPS`]), without comparing strings for known names.
+pub(crate) fn is_binary_prop(name: &VCardProperty) -> bool {
+    match name {
+        VCardProperty::Photo | VCardProperty::Logo | VCardProperty::Sound | VCardProperty::Key => {
+            true
+        }
+        VCardProperty::Other(n) => BINARY_PROPS.iter().any(|p| p.eq_ignore_ascii_case(n)),
+        _ => false,
+    }
+}
+
+/// BDAY, ANNIVERSARY or DEATHDATE ([`DATE_PROPS`]), likewise.
+fn is_date_prop(name: &VCardProperty) -> bool {
+    match name {
+        VCardProperty::Bday | VCardProperty::Anniversary | VCardProperty::Deathdate => true,
+        VCardProperty::Other(n) => DATE_PROPS.iter().any(|p| p.eq_ignore_ascii_case(n)),
+        _ => false,
     }
 }
 
@@ -557,8 +616,7 @@ fn post_fix(card: &mut VCard, encoded_binaries: &[usize]) {
                 }
             }
         }
-        let name = entry.name.as_str();
-        if BINARY_PROPS.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+        if is_binary_prop(&entry.name) {
             if encoded_binaries.contains(&binary_ordinal) {
                 for value in &mut entry.values {
                     if let VCardValue::Text(text) = value {
@@ -576,10 +634,10 @@ fn post_fix(card: &mut VCard, encoded_binaries: &[usize]) {
 
 /// One content line of an unknown property as written: its group, name and raw value text
 /// (unfolded, escapes untouched), or `None` when the value was `ENCODING=`-encoded.
-struct RawUnknown {
-    group: Option<String>,
-    name: String,
-    value: Option<String>,
+struct RawUnknown<'a> {
+    group: Option<Cow<'a, str>>,
+    name: Cow<'a, str>,
+    value: Option<Cow<'a, str>>,
 }
 
 /// Calls `on_line` with each unfolded logical line of a card's text (2.1 quoted-printable soft
@@ -662,7 +720,7 @@ fn contains_ignore_case(hay: &str, needle: &str) -> bool {
 }
 
 /// Raw value text of every content line whose property name calcard does not know, in order.
-fn raw_unknown_lines(text: &str) -> Vec<RawUnknown> {
+fn raw_unknown_lines(text: &str) -> Vec<RawUnknown<'static>> {
     let mut out = Vec::new();
     let wanted = |line: &str| is_unknown_name(line_name(line));
     for_each_logical_line(text, wanted, |line| {
@@ -683,10 +741,10 @@ fn raw_unknown_lines(text: &str) -> Vec<RawUnknown> {
         let value = colon
             .filter(|_| !encoded)
             .and_then(|c| line.get(c + 1..))
-            .map(str::to_string);
+            .map(|v| Cow::Owned(v.to_string()));
         out.push(RawUnknown {
-            group: group.map(str::to_string),
-            name: name.to_string(),
+            group: group.map(|g| Cow::Owned(g.to_string())),
+            name: Cow::Owned(name.to_string()),
             value,
         });
     });
@@ -697,7 +755,7 @@ fn raw_unknown_lines(text: &str) -> Vec<RawUnknown> {
 /// `\,` and `\\` in them, which cannot be undone, so their value is replaced by the raw text of
 /// the content line (one `Text` value, escapes intact; see [`unescape_raw`]). A value that was
 /// `ENCODING=`-encoded keeps calcard's decoding, escaped into the same raw form.
-fn restore_raw_unknown_values(card: &mut VCard, raws: Vec<RawUnknown>) {
+fn restore_raw_unknown_values(card: &mut VCard, mut raws: Vec<RawUnknown<'_>>) {
     if !card
         .entries
         .iter()
@@ -720,12 +778,16 @@ fn restore_raw_unknown_values(card: &mut VCard, raws: Vec<RawUnknown>) {
                     }
             })
         });
+        // Each raw line is matched at most once (the cursor moves past it): take its value.
         let raw = found.and_then(|i| {
             cursor += i + 1;
-            raws.get(cursor - 1).and_then(|r| r.value.clone())
+            raws.get_mut(cursor - 1).and_then(|r| r.value.take())
         });
         match raw {
-            Some(raw) => entry.values = vec![VCardValue::Text(raw)],
+            Some(raw) => {
+                entry.values.clear();
+                entry.values.push(VCardValue::Text(raw.into_owned()));
+            }
             None => {
                 for value in &mut entry.values {
                     if let VCardValue::Text(t) = value {
@@ -851,7 +913,7 @@ mod tests {
         let raws = raw_unknown_lines(text);
         let got: Vec<(Option<&str>, &str, Option<&str>)> = raws
             .iter()
-            .map(|r| (r.group.as_deref(), r.name.as_str(), r.value.as_deref()))
+            .map(|r| (r.group.as_deref(), r.name.as_ref(), r.value.as_deref()))
             .collect();
         assert_eq!(
             got,

@@ -14,7 +14,7 @@ use super::names::{
 use super::normalize::default_value_type;
 use super::read::escape_raw;
 use base64::Engine as _;
-use calcard::common::IanaString;
+use calcard::common::{IanaString, PartialDateTime};
 use calcard::vcard::{
     VCard, VCardEntry, VCardKind, VCardParameter, VCardParameterName, VCardParameterValue,
     VCardProperty, VCardValue, VCardValueType,
@@ -31,7 +31,6 @@ pub(crate) enum Dialect {
 pub fn write_v4(card: &VCard) -> String {
     let mut out = String::with_capacity(size_hint(card));
     out.push_str("BEGIN:VCARD\r\nVERSION:4.0\r\n");
-    let mut line = String::with_capacity(128);
     for entry in &card.entries {
         if matches!(
             entry.name,
@@ -39,9 +38,15 @@ pub fn write_v4(card: &VCard) -> String {
         ) {
             continue;
         }
-        line.clear();
-        write_entry(&mut line, entry, Dialect::V4);
-        fold_into(&mut out, &line);
+        // Written in place; only a line longer than the fold width is moved out and folded.
+        let start = out.len();
+        write_entry(&mut out, entry, Dialect::V4);
+        if out.len() - start > FOLD_WIDTH {
+            let line = out.split_off(start);
+            fold_into(&mut out, &line);
+        } else {
+            out.push_str(CRLF);
+        }
     }
     out.push_str("END:VCARD\r\n");
     out
@@ -371,9 +376,7 @@ pub(crate) fn write_entry(line: &mut String, entry: &VCardEntry, dialect: Dialec
                     push_text(line, item, true, true);
                 }
             }
-            VCardValue::Integer(i) => {
-                let _ = write!(line, "{i}");
-            }
+            VCardValue::Integer(i) => push_int(line, *i),
             VCardValue::Float(f) => {
                 let _ = write!(line, "{f}");
             }
@@ -388,6 +391,7 @@ pub(crate) fn write_entry(line: &mut String, entry: &VCardEntry, dialect: Dialec
                     vt
                 };
                 let _ = match dialect {
+                    Dialect::V4 if push_common_date(line, dt, &fmt) => Ok(()),
                     Dialect::V4 => dt.format_as_vcard(line, &fmt),
                     Dialect::V3 => dt.format_as_legacy_vcard(line, &fmt),
                 };
@@ -398,11 +402,11 @@ pub(crate) fn write_entry(line: &mut String, entry: &VCardEntry, dialect: Dialec
                     line.push_str(data.content_type.as_deref().unwrap_or_default());
                     line.push_str(";base64,");
                 }
-                base64::prelude::BASE64_STANDARD.encode_string(&data.data, line);
+                push_base64(line, &data.data);
             }
             VCardValue::Sex(s) => line.push_str(s.as_str()),
-            VCardValue::GramGender(g) => line.push_str(&g.as_str().to_ascii_lowercase()),
-            VCardValue::Kind(k) => line.push_str(&k.as_str().to_ascii_lowercase()),
+            VCardValue::GramGender(g) => push_lower(line, g.as_str()),
+            VCardValue::Kind(k) => push_lower(line, k.as_str()),
         }
     }
 }
@@ -430,20 +434,138 @@ fn legacy_token(prop: &str, media_type: &str) -> String {
 fn write_param_value(line: &mut String, value: &VCardParameterValue) {
     match value {
         VCardParameterValue::Text(t) => push_param_text(line, t),
-        VCardParameterValue::Integer(i) => {
-            let _ = write!(line, "{i}");
-        }
+        VCardParameterValue::Integer(i) => push_int(line, *i),
         VCardParameterValue::Timestamp(t) => {
             let _ = write!(line, "{t}");
         }
         VCardParameterValue::Bool(b) => line.push_str(if *b { "TRUE" } else { "FALSE" }),
-        VCardParameterValue::ValueType(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
-        VCardParameterValue::Type(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
-        VCardParameterValue::Calscale(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
-        VCardParameterValue::Level(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
-        VCardParameterValue::Phonetic(v) => line.push_str(&v.as_str().to_ascii_lowercase()),
+        VCardParameterValue::ValueType(v) => push_lower(line, v.as_str()),
+        VCardParameterValue::Type(v) => push_lower(line, v.as_str()),
+        VCardParameterValue::Calscale(v) => push_lower(line, v.as_str()),
+        VCardParameterValue::Level(v) => push_lower(line, v.as_str()),
+        VCardParameterValue::Phonetic(v) => push_lower(line, v.as_str()),
         VCardParameterValue::Jscomps(_) | VCardParameterValue::Null => {}
     }
+}
+
+/// `text` in ASCII lower case (as [`str::to_ascii_lowercase`]), without a temporary string.
+fn push_lower(line: &mut String, text: &str) {
+    let start = line.len();
+    line.push_str(text);
+    if let Some(tail) = line.get_mut(start..) {
+        tail.make_ascii_lowercase();
+    }
+}
+
+/// `n` in decimal, zero-padded to `width` digits (as `{:0width$}` formats it).
+fn push_padded(line: &mut String, n: u16, width: usize) {
+    let mut digits = [b'0'; 5];
+    let mut rest = n;
+    let mut len = 0;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        len += 1;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in len..width {
+        line.push('0');
+    }
+    for d in digits.get(digits.len() - len..).unwrap_or_default() {
+        line.push(char::from(*d));
+    }
+}
+
+/// The two shapes most cards carry, written as calcard's `format_as_vcard` writes them: a
+/// `REV` timestamp (`YYYYMMDDThhmmss` and `Z` or no zone) and a date without time or zone
+/// (`YYYYMMDD`, `--MMDD`). `false` (nothing written) for any other shape.
+fn push_common_date(line: &mut String, dt: &PartialDateTime, fmt: &VCardValueType) -> bool {
+    let no_time = dt.hour.is_none() && dt.minute.is_none() && dt.second.is_none();
+    let utc_or_none = match dt.tz_hour {
+        None => true,
+        Some(h) => h == 0 && dt.tz_minute.unwrap_or_default() == 0,
+    };
+    match fmt {
+        VCardValueType::Timestamp if utc_or_none => {
+            push_padded(line, dt.year.unwrap_or_default(), 4);
+            for (i, field) in [dt.month, dt.day, dt.hour, dt.minute, dt.second]
+                .into_iter()
+                .enumerate()
+            {
+                if i == 2 {
+                    line.push('T');
+                }
+                push_padded(line, u16::from(field.unwrap_or_default()), 2);
+            }
+            if dt.tz_hour.is_some() {
+                line.push('Z');
+            }
+            true
+        }
+        VCardValueType::Date | VCardValueType::DateAndOrTime | VCardValueType::DateTime
+            if no_time && dt.tz_hour.is_none() =>
+        {
+            match (dt.year, dt.month, dt.day) {
+                (Some(year), Some(month), Some(day)) => {
+                    push_padded(line, year, 4);
+                    push_padded(line, u16::from(month), 2);
+                    push_padded(line, u16::from(day), 2);
+                    true
+                }
+                (None, Some(month), Some(day)) => {
+                    line.push_str("--");
+                    push_padded(line, u16::from(month), 2);
+                    push_padded(line, u16::from(day), 2);
+                    true
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// An integer in decimal (as `{i}` formats it), without the formatting machinery.
+fn push_int<T: Into<i64>>(line: &mut String, i: T) {
+    let i: i64 = i.into();
+    if i < 0 {
+        line.push('-');
+    }
+    let mut n = i.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    for d in digits.get(at..).unwrap_or_default() {
+        line.push(char::from(*d));
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4) of `data`, encoded in one piece straight into
+/// `line` (the chunked `encode_string` showed up in profiles for photos).
+fn push_base64(line: &mut String, data: &[u8]) {
+    let engine = &base64::prelude::BASE64_STANDARD;
+    let start = line.len();
+    let mut bytes = std::mem::take(line).into_bytes();
+    bytes.resize(start + data.len().div_ceil(3) * 4, 0);
+    let written = bytes
+        .get_mut(start..)
+        .and_then(|out| engine.encode_slice(data, out).ok())
+        .unwrap_or(0);
+    bytes.truncate(start + written);
+    // Base64 output is ASCII, so this never takes the lossy path.
+    *line = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
 }
 
 /// A parameter value: RFC 6868 carets for `^`, newline and `"`; quoted when it holds `,` `:` `;`
@@ -470,24 +592,24 @@ pub(crate) fn push_param_text(line: &mut String, text: &str) {
 
 /// A text value (RFC 6350 §3.4): backslash, newline, and per context `;` and `,` escaped.
 pub(crate) fn push_text(line: &mut String, text: &str, esc_semi: bool, esc_comma: bool) {
-    let plain = !text.bytes().any(|b| {
-        matches!(b, b'\\' | b'\n' | b'\r') || (esc_semi && b == b';') || (esc_comma && b == b',')
-    });
-    if plain {
-        line.push_str(text);
-        return;
-    }
-    for ch in text.chars() {
-        match ch {
-            '\\' => line.push_str("\\\\"),
-            '\n' => line.push_str("\\n"),
+    // Every character escaped is ASCII: copy the runs between them whole (a text without any
+    // is one run).
+    let mut run = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let escaped = match b {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
             // calcard reads `\r` back as a carriage return; a normalized card has none.
-            '\r' => line.push_str("\\n"),
-            ';' if esc_semi => line.push_str("\\;"),
-            ',' if esc_comma => line.push_str("\\,"),
-            c => line.push(c),
-        }
+            b'\r' => "\\n",
+            b';' if esc_semi => "\\;",
+            b',' if esc_comma => "\\,",
+            _ => continue,
+        };
+        line.push_str(text.get(run..i).unwrap_or_default());
+        line.push_str(escaped);
+        run = i + 1;
     }
+    line.push_str(text.get(run..).unwrap_or_default());
 }
 
 /// Raw text, as is; a line break in it (never in text we read) is escaped so the line holds.
@@ -557,5 +679,116 @@ mod tests {
         let mut s = String::new();
         push_param_text(&mut s, "a\nb \"c\" ^");
         assert_eq!(s, "\"a^nb ^'c^' ^^\"");
+    }
+
+    /// The fast date writer writes exactly what calcard's `format_as_vcard` writes, for every
+    /// shape it takes, and takes the two shapes the bench corpus carries.
+    #[test]
+    fn common_dates_are_written_as_calcard_writes_them() {
+        let fmts = [
+            VCardValueType::Timestamp,
+            VCardValueType::Date,
+            VCardValueType::DateAndOrTime,
+            VCardValueType::DateTime,
+            VCardValueType::Text,
+        ];
+        let mut taken = 0;
+        for year in [
+            None,
+            Some(0u16),
+            Some(7),
+            Some(1985),
+            Some(9999),
+            Some(65535),
+        ] {
+            for month in [None, Some(1u8), Some(12), Some(255)] {
+                for day in [None, Some(5u8), Some(31)] {
+                    for time in [None, Some((10u8, 2u8, 30u8)), Some((255, 255, 255))] {
+                        for tz in [
+                            None,
+                            Some((0u8, None)),
+                            Some((0, Some(0u8))),
+                            Some((5, Some(30))),
+                        ] {
+                            for fmt in &fmts {
+                                let dt = PartialDateTime {
+                                    year,
+                                    month,
+                                    day,
+                                    hour: time.map(|t| t.0),
+                                    minute: time.map(|t| t.1),
+                                    second: time.map(|t| t.2),
+                                    tz_hour: tz.map(|t| t.0),
+                                    tz_minute: tz.and_then(|t| t.1),
+                                    tz_minus: false,
+                                };
+                                let mut ours = String::new();
+                                if push_common_date(&mut ours, &dt, fmt) {
+                                    taken += 1;
+                                    let mut theirs = String::new();
+                                    dt.format_as_vcard(&mut theirs, fmt).unwrap();
+                                    assert_eq!(ours, theirs, "{dt:?} as {fmt:?}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(taken > 100, "{taken}");
+        let mut s = String::new();
+        let rev = PartialDateTime {
+            year: Some(2024),
+            month: Some(1),
+            day: Some(15),
+            hour: Some(10),
+            minute: Some(20),
+            second: Some(30),
+            tz_hour: Some(0),
+            tz_minute: Some(0),
+            tz_minus: false,
+        };
+        assert!(push_common_date(&mut s, &rev, &VCardValueType::Timestamp));
+        let bday = PartialDateTime {
+            month: Some(4),
+            day: Some(15),
+            ..PartialDateTime::default()
+        };
+        assert!(push_common_date(
+            &mut s,
+            &bday,
+            &VCardValueType::DateAndOrTime
+        ));
+        assert_eq!(s, "20240115T102030Z--0415");
+    }
+
+    #[test]
+    fn integers_lower_case_and_base64_as_the_std_and_crate_write_them() {
+        for i in [0i64, 7, 10, 99, 100, 12345, -1, -90, i64::MAX, i64::MIN] {
+            let mut s = String::from("x");
+            push_int(&mut s, i);
+            assert_eq!(s, format!("x{i}"));
+        }
+        let mut s = String::from("é");
+        push_lower(&mut s, "HOME-Ä");
+        assert_eq!(s, "éhome-Ä");
+        for len in 0..10 {
+            let data: Vec<u8> = (0..len).map(|b: u8| b.wrapping_mul(37)).collect();
+            let mut s = String::from("data:");
+            push_base64(&mut s, &data);
+            let mut want = String::from("data:");
+            base64::prelude::BASE64_STANDARD.encode_string(&data, &mut want);
+            assert_eq!(s, want);
+        }
+    }
+
+    #[test]
+    fn text_escapes_in_runs() {
+        let mut s = String::new();
+        push_text(&mut s, "é;a,b\\c\nd\r", true, false);
+        assert_eq!(s, "é\\;a,b\\\\c\\nd\\n");
+        let mut s = String::new();
+        push_text(&mut s, "plain ü", true, true);
+        assert_eq!(s, "plain ü");
     }
 }
