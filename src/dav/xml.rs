@@ -640,6 +640,28 @@ mod tests {
     use crate::dav::names::{ADDRESS_DATA, GETETAG, HREF, MULTISTATUS, PROP, PROPFIND};
 
     #[test]
+    fn escaping_copies_plain_runs_and_handles_every_special_character() {
+        let mut t = String::new();
+        escape_text(
+            "a&b<c>d\r\n\te\u{1}f\u{FFFE}g\u{FFFF}h\u{FFFD}i\u{F000}j\u{1F600}\"k",
+            &mut t,
+        );
+        assert_eq!(
+            t,
+            "a&amp;b&lt;c&gt;d&#13;\n\tefgh\u{FFFD}i\u{F000}j\u{1F600}\"k"
+        );
+        let mut a = String::new();
+        escape_attr("q\"\t\n\r&\u{FFFF}ü", &mut a);
+        assert_eq!(a, "q&quot;&#9;&#10;&#13;&amp;ü");
+        // Runs at either end, and nothing at all.
+        let mut e = String::new();
+        escape_text("", &mut e);
+        escape_text("&", &mut e);
+        escape_text("plain Zoë", &mut e);
+        assert_eq!(e, "&amp;plain Zoë");
+    }
+
+    #[test]
     fn parses_namespaces_by_uri_not_prefix() {
         let a = parse(br#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>"#)
             .unwrap();
