@@ -518,17 +518,18 @@ fn is_known(ns: &str) -> bool {
     matches!(ns, NS_DAV | NS_CARDDAV | NS_CALSERVER)
 }
 
-fn prefixed(ns: &str, local: &str, prefixes: &BTreeMap<String, String>) -> String {
-    if ns.is_empty() {
-        return local.to_string();
-    }
+/// Writes `ns`'s prefix and `local` (`d:href`) into `out`, with no allocation: this runs for
+/// every element and attribute of a multistatus of thousands of responses.
+fn write_name(ns: &str, local: &str, prefixes: &BTreeMap<String, String>, out: &mut String) {
     if ns == NS_XML {
-        return format!("xml:{local}");
+        out.push_str("xml:");
+    } else if !ns.is_empty() {
+        if let Some(p) = prefixes.get(ns) {
+            out.push_str(p);
+            out.push(':');
+        }
     }
-    match prefixes.get(ns) {
-        Some(p) => format!("{p}:{local}"),
-        None => local.to_string(),
-    }
+    out.push_str(local);
 }
 
 fn write_element(
@@ -537,9 +538,8 @@ fn write_element(
     declare: Option<&[String]>,
     out: &mut String,
 ) {
-    let name = prefixed(&el.ns, &el.name, prefixes);
     out.push('<');
-    out.push_str(&name);
+    write_name(&el.ns, &el.name, prefixes, out);
     if let Some(order) = declare {
         for ns in order {
             if let Some(p) = prefixes.get(ns) {
@@ -553,7 +553,7 @@ fn write_element(
     }
     for a in &el.attrs {
         out.push(' ');
-        out.push_str(&prefixed(&a.ns, &a.name, prefixes));
+        write_name(&a.ns, &a.name, prefixes, out);
         out.push_str("=\"");
         escape_attr(&a.value, out);
         out.push('"');
@@ -568,39 +568,69 @@ fn write_element(
         write_element(c, prefixes, None, out);
     }
     out.push_str("</");
-    out.push_str(&name);
+    write_name(&el.ns, &el.name, prefixes, out);
     out.push('>');
 }
 
-/// Escapes text content into `out`.
-pub fn escape_text(text: &str, out: &mut String) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c if is_xml_char(c) => out.push(c),
-            _ => {}
-        }
+/// True for a byte that starts something `escape_*` must look at: markup, a control character,
+/// or `0xEF`, the lead byte of U+FFFE/U+FFFF (not XML characters). Every other byte is copied
+/// as it is, a run at a time; text is mostly such runs (a vCard in `address-data`).
+fn needs_care(b: u8, attr: bool) -> bool {
+    match b {
+        b'&' | b'<' | b'>' | 0xEF => true,
+        // Text keeps tabs and line feeds as they are; attributes write them as references.
+        b'\t' | b'\n' => attr,
+        b'"' => attr,
+        _ => b < 0x20,
     }
+}
+
+/// Copies `text` into `out`, handing each character that needs care to `special`.
+fn escape_with(text: &str, out: &mut String, attr: bool, special: fn(char, &mut String)) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !needs_care(bytes[i], attr) {
+            i += 1;
+            continue;
+        }
+        out.push_str(&text[start..i]);
+        // `i` is a char boundary: every byte that needs care is ASCII or a lead byte.
+        let c = text[i..].chars().next().unwrap_or('\u{FFFD}');
+        special(c, out);
+        i += c.len_utf8();
+        start = i;
+    }
+    out.push_str(&text[start..]);
+}
+
+/// Escapes character data into `out` (`&`, `<`, `>` as entities, `\r` as `&#13;`; characters
+/// XML cannot carry are dropped).
+pub fn escape_text(text: &str, out: &mut String) {
+    escape_with(text, out, false, |c, out| match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        '\r' => out.push_str("&#13;"),
+        c if is_xml_char(c) => out.push(c),
+        _ => {}
+    });
 }
 
 /// Escapes an attribute value into `out` (quotes and whitespace controls as references).
 pub fn escape_attr(text: &str, out: &mut String) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            c if is_xml_char(c) => out.push(c),
-            _ => {}
-        }
-    }
+    escape_with(text, out, true, |c, out| match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        '"' => out.push_str("&quot;"),
+        '\t' => out.push_str("&#9;"),
+        '\n' => out.push_str("&#10;"),
+        '\r' => out.push_str("&#13;"),
+        c if is_xml_char(c) => out.push(c),
+        _ => {}
+    });
 }
 
 #[cfg(test)]
@@ -608,6 +638,28 @@ pub fn escape_attr(text: &str, out: &mut String) {
 mod tests {
     use super::*;
     use crate::dav::names::{ADDRESS_DATA, GETETAG, HREF, MULTISTATUS, PROP, PROPFIND};
+
+    #[test]
+    fn escaping_copies_plain_runs_and_handles_every_special_character() {
+        let mut t = String::new();
+        escape_text(
+            "a&b<c>d\r\n\te\u{1}f\u{FFFE}g\u{FFFF}h\u{FFFD}i\u{F000}j\u{1F600}\"k",
+            &mut t,
+        );
+        assert_eq!(
+            t,
+            "a&amp;b&lt;c&gt;d&#13;\n\tefgh\u{FFFD}i\u{F000}j\u{1F600}\"k"
+        );
+        let mut a = String::new();
+        escape_attr("q\"\t\n\r&\u{FFFF}ü", &mut a);
+        assert_eq!(a, "q&quot;&#9;&#10;&#13;&amp;ü");
+        // Runs at either end, and nothing at all.
+        let mut e = String::new();
+        escape_text("", &mut e);
+        escape_text("&", &mut e);
+        escape_text("plain Zoë", &mut e);
+        assert_eq!(e, "&amp;plain Zoë");
+    }
 
     #[test]
     fn parses_namespaces_by_uri_not_prefix() {
