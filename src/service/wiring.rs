@@ -7,7 +7,8 @@
 //!
 //! The private-network policy (`allow_private_networks`) is applied to every URL this module
 //! hands a provider: the server URL on each open, each discovered context URL, and the chosen
-//! address book's URL before each sync.
+//! address book's URL before each sync; and the CardDAV transport enforces it on every request,
+//! redirect hops and resolved addresses included ([`NetworkPolicy`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::providers::carddav::{
 use crate::providers::ews::{self, EwsAuth, EwsConfig, EwsProvider};
 use crate::providers::google::{GoogleConfig, GoogleProvider};
 use crate::providers::graph::{GraphConfig, GraphProvider};
+use crate::providers::http::NetworkPolicy;
 use crate::providers::oauth::{self, OAuthClient, OAuthEndpoints, TokenManager};
 use crate::providers::{
     Page, Provider, ProviderError, ProviderKind, RemoteItem, SyncGroup, Written,
@@ -108,6 +110,11 @@ impl Wiring {
             config,
             http,
         })
+    }
+
+    /// The transport-level policy for the CardDAV clients of a connection.
+    fn network(&self) -> NetworkPolicy {
+        NetworkPolicy::from_config(self.config.allow_private_networks)
     }
 
     async fn check_url(&self, url: &Url) -> Result<(), ProviderError> {
@@ -212,7 +219,7 @@ impl Wiring {
             let url = Url::parse(&raw)
                 .map_err(|e| ProviderError::Unsupported(format!("bad server URL {raw}: {e}")))?;
             self.check_url(&url).await?;
-            return CarddavProvider::connect(url, auth, profile);
+            return CarddavProvider::connect_with_policy(url, auth, profile, self.network());
         }
         // RFC 6764: SRV/TXT for the email's domain, then https://domain/.well-known/carddav.
         let start = DiscoveryStart::Email(c.account_email.clone());
@@ -228,11 +235,17 @@ impl Wiring {
                 continue;
             }
             let client = cd::DavClient::new(ctx.clone(), auth.clone())?
-                .with_credential_hosts(profile.credential_hosts.clone());
+                .with_credential_hosts(profile.credential_hosts.clone())
+                .with_network_policy(self.network())?;
             match cd::discover(&client, &DiscoveryStart::Url(ctx.clone()), &cd::NoDns).await {
                 Ok(found) => {
                     self.check_url(&found.principal).await?;
-                    return CarddavProvider::connect(found.principal, auth, profile);
+                    return CarddavProvider::connect_with_policy(
+                        found.principal,
+                        auth,
+                        profile,
+                        self.network(),
+                    );
                 }
                 Err(ProviderError::CredentialsRejected) => {
                     return Err(ProviderError::CredentialsRejected)
