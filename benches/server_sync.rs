@@ -1,5 +1,7 @@
 //! CardDAV server benchmark: a client's initial full sync (sync-collection, then
-//! addressbook-multiget in batches of 100) and a no-change sync against our server, Radicale 3.9
+//! addressbook-multiget in batches of 100), a no-change sync, a sync after 20 changes
+//! (sync-collection with the token, then one multiget of the changed cards; the 20 PUTs before it
+//! are not timed) and a `PROPFIND Depth: 1` listing (getetag of every card) against our server, Radicale 3.9
 //! and Xandikos 0.4 serving the same 10,000 cards (benches/common/corpus.rs: realistic Apple-shaped
 //! vCard 3.0, non-ASCII names, 10% with a photo), in one run.
 //!
@@ -29,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use cardbridge::dav::multiget::AddressbookMultiget;
+use cardbridge::dav::multistatus::Multistatus;
 use cardbridge::dav::names;
+use cardbridge::dav::propfind::{Depth, Propfind};
 use cardbridge::dav::sync_collection::SyncCollection;
 use futures::StreamExt as _;
 
@@ -196,6 +200,81 @@ async fn no_change_sync(client: &reqwest::Client, t: &Target, token: &str) -> Du
     start.elapsed()
 }
 
+/// How many cards change before the "sync after changes" measurement.
+const CHANGES: usize = 20;
+
+/// PUTs [`CHANGES`] changed cards (a NOTE naming `rep`; not timed), then times the sync that
+/// picks them up: sync-collection with `token`, then one multiget of the changed hrefs.
+/// Returns the elapsed time and the new token.
+async fn changes_sync(
+    client: &reqwest::Client,
+    t: &Target,
+    token: &str,
+    corpus: &[String],
+    rep: usize,
+) -> (Duration, String) {
+    for j in 0..CHANGES {
+        let i = (rep * CHANGES + j) % corpus.len();
+        let card = corpus[i].replacen(
+            "END:VCARD",
+            &format!("NOTE:bench change {rep}\r\nEND:VCARD"),
+            1,
+        );
+        let mut rb = client
+            .put(format!("{}{}", t.collection, corpus::file_name(i)))
+            .header("Content-Type", "text/vcard; charset=utf-8")
+            .body(card);
+        if let Some(a) = &t.auth {
+            rb = rb.header("Authorization", a);
+        }
+        let r = rb.send().await.unwrap();
+        assert!(
+            r.status().is_success(),
+            "{}: PUT card {i}: {}",
+            t.name,
+            r.status()
+        );
+    }
+    let start = Instant::now();
+    let sc = SyncCollection::new(Some(token), &[names::GETETAG]);
+    let (s, body) = send(client, t, sc.build_request(&t.collection).unwrap()).await;
+    assert_eq!(s, 207, "{}", t.name);
+    let res = SyncCollection::parse_response(&body).unwrap();
+    let hrefs: Vec<String> = res.changed.iter().map(|c| c.href.clone()).collect();
+    assert_eq!(hrefs.len(), CHANGES, "{}: {} changed", t.name, hrefs.len());
+    let base = reqwest::Url::parse(&t.collection).unwrap();
+    let mg = AddressbookMultiget::new(hrefs);
+    let (s, body) = send(client, t, mg.build_request(base.as_str()).unwrap()).await;
+    assert_eq!(s, 207, "{}", t.name);
+    let got = mg.parse_response(&body).unwrap().cards.len();
+    assert_eq!(got, CHANGES, "{}: fetched {got}", t.name);
+    (start.elapsed(), res.new_token.unwrap_or_default())
+}
+
+/// Times a `PROPFIND Depth: 1` of the collection for `getetag` (the listing a client without
+/// sync-collection does); every card must be listed.
+async fn propfind_listing(client: &reqwest::Client, t: &Target, n: usize) -> Duration {
+    let start = Instant::now();
+    let pf = Propfind::props(Depth::One, &[names::GETETAG]);
+    let mut rb = client
+        .request(
+            reqwest::Method::from_bytes(names::METHOD_PROPFIND.as_bytes()).unwrap(),
+            &t.collection,
+        )
+        .header("Depth", Depth::One.as_str())
+        .header("Content-Type", names::CONTENT_TYPE_XML)
+        .body(pf.body());
+    if let Some(a) = &t.auth {
+        rb = rb.header("Authorization", a);
+    }
+    let r = rb.send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 207, "{}", t.name);
+    let body = r.bytes().await.unwrap();
+    let listed = Multistatus::parse(&body).unwrap().responses.len();
+    assert!(listed >= n, "{}: PROPFIND listed {listed} of {n}", t.name);
+    start.elapsed()
+}
+
 fn vm_hwm_mb(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -274,6 +353,8 @@ fn main() {
     ];
     let mut init: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
     let mut none: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
+    let mut changed: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
+    let mut listing: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
     rt.block_on(async {
         for t in &targets {
             let served = fill::count_served(&client, &t.collection, t.auth.as_deref()).await;
@@ -288,9 +369,13 @@ fn main() {
                 assert_eq!(got, n, "{}", t.name);
                 init[k].push(d);
                 none[k].push(no_change_sync(&client, t, &token).await);
+                let (c, _) = changes_sync(&client, t, &token, &corpus, rep).await;
+                changed[k].push(c);
+                listing[k].push(propfind_listing(&client, t, n).await);
                 eprintln!(
-                    "rep {rep} {}: initial {d:.2?}, no-change {:.2?}",
-                    t.name, none[k][rep]
+                    "rep {rep} {}: initial {d:.2?}, no-change {:.2?}, {CHANGES} changes {c:.2?}, \
+                     PROPFIND {:.2?}",
+                    t.name, none[k][rep], listing[k][rep]
                 );
             }
         }
@@ -307,6 +392,11 @@ fn main() {
             )
         })
         .collect();
+    let more: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (t.name, stats(changed[k].clone()), stats(listing[k].clone())))
+        .collect();
     stop(ours);
     let ours_init = rows[0].1 .0.as_secs_f64();
     println!("{n} cards, median of {reps} runs (min–max)\n");
@@ -321,6 +411,18 @@ fn main() {
             i.0.as_secs_f64() / ours_init,
             rss.map(|r| format!("{r:.0} MB"))
                 .unwrap_or_else(|| "n/a".into())
+        );
+    }
+    let (ours_changed, ours_listing) = (more[0].1 .0.as_secs_f64(), more[0].2 .0.as_secs_f64());
+    println!("\n| server | sync after {CHANGES} changes | ours faster by | PROPFIND Depth:1 listing | ours faster by |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, c, l) in &more {
+        println!(
+            "| {name} | {} | {:.1}× | {} | {:.1}× |",
+            ms(*c),
+            c.0.as_secs_f64() / ours_changed.max(1e-9),
+            ms(*l),
+            l.0.as_secs_f64() / ours_listing.max(1e-9),
         );
     }
     println!(

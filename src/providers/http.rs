@@ -4,13 +4,185 @@
 //!
 //! A 401 is never retried here: it is reported as credentials rejected, or handed back to an
 //! OAuth token source to refresh once (see [`AccessTokenSource`]).
+//!
+//! Also the SSRF guard at the transport ([`NetworkPolicy`], issue #8 "SSRF"): which addresses a
+//! request may reach, checked on every URL a client sends to (each redirect hop included) for
+//! IP-literal hosts, and at connect time by [`PolicyResolver`] for host names, so a redirect,
+//! or a name that resolves differently on the second lookup, cannot lead a request to a
+//! loopback, private or link-local address the configuration does not allow.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{RequestBuilder, Response, StatusCode};
+use url::Url;
 
 use super::ProviderError;
+use crate::config::{is_private, UrlPolicyError};
+
+/// Which network addresses a provider's requests may reach (issue #8 "SSRF"; `config.rs` holds
+/// the address classes, [`is_private`]).
+#[derive(Clone, Default)]
+pub struct NetworkPolicy {
+    /// Loopback, private, link-local, … addresses are allowed (`allow_private_networks`).
+    pub allow_private: bool,
+    /// Private addresses allowed even when `allow_private` is false: exactly these addresses
+    /// (an on-premises server, or a test's loopback peer), nothing else on their networks.
+    pub allowed_addresses: Vec<IpAddr>,
+    /// The name lookup behind [`PolicyResolver`] (`None`: the system resolver). Tests give a
+    /// fixed table so that a public-looking name can resolve to a private address.
+    pub lookup: Option<Arc<dyn Resolve>>,
+}
+
+impl std::fmt::Debug for NetworkPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkPolicy")
+            .field("allow_private", &self.allow_private)
+            .field("allowed_addresses", &self.allowed_addresses)
+            .field("lookup", &self.lookup.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+impl NetworkPolicy {
+    /// Every address allowed (what a client built without a policy does; the CLI's own
+    /// commands and the tests that talk to local peers).
+    pub fn unrestricted() -> Self {
+        Self {
+            allow_private: true,
+            ..Self::default()
+        }
+    }
+
+    /// Private networks allowed or not, per the configuration's `allow_private_networks`.
+    pub fn from_config(allow_private_networks: bool) -> Self {
+        Self {
+            allow_private: allow_private_networks,
+            ..Self::default()
+        }
+    }
+
+    /// Also allow exactly these private addresses.
+    pub fn allowing(mut self, addresses: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.allowed_addresses.extend(addresses);
+        self
+    }
+
+    /// Resolve names with `lookup` instead of the system resolver.
+    pub fn with_lookup(mut self, lookup: Arc<dyn Resolve>) -> Self {
+        self.lookup = Some(lookup);
+        self
+    }
+
+    /// True when nothing is refused (no resolver needs to screen names).
+    pub fn is_unrestricted(&self) -> bool {
+        self.allow_private
+    }
+
+    /// True when a request may reach `addr`.
+    pub fn permits(&self, addr: IpAddr) -> bool {
+        self.allow_private || !is_private(addr) || self.allowed_addresses.contains(&addr)
+    }
+
+    /// Checks what can be checked without resolving: the scheme (http/https only), and the
+    /// address of an IP-literal host (or `localhost`, `*.localhost`). Other host names are
+    /// screened when the connection is made ([`PolicyResolver`]).
+    pub fn check_url(&self, url: &Url) -> Result<(), UrlPolicyError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(UrlPolicyError::Scheme(url.scheme().to_string()));
+        }
+        let host = url.host().ok_or(UrlPolicyError::NoHost)?;
+        let addr = match &host {
+            url::Host::Ipv4(a) => IpAddr::V4(*a),
+            url::Host::Ipv6(a) => IpAddr::V6(*a),
+            url::Host::Domain(d) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                if d == "localhost" || d.ends_with(".localhost") {
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                } else {
+                    return Ok(());
+                }
+            }
+        };
+        if self.permits(addr) {
+            Ok(())
+        } else {
+            Err(UrlPolicyError::Private {
+                host: host.to_string(),
+                addr,
+            })
+        }
+    }
+
+    /// The addresses `host` resolved to, refused as a whole when ANY of them is not permitted
+    /// (so a name cannot smuggle a private address in among public ones).
+    pub fn screen(
+        &self,
+        host: &str,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, UrlPolicyError> {
+        if let Some(bad) = addrs.iter().find(|a| !self.permits(a.ip())) {
+            return Err(UrlPolicyError::Private {
+                host: host.to_string(),
+                addr: bad.ip(),
+            });
+        }
+        Ok(addrs)
+    }
+
+    /// The resolver a reqwest client built under this policy uses.
+    pub fn resolver(&self) -> PolicyResolver {
+        PolicyResolver {
+            policy: self.clone(),
+        }
+    }
+}
+
+/// A reqwest DNS resolver that resolves (with the policy's lookup, else the system's) and
+/// refuses a name any of whose addresses the [`NetworkPolicy`] does not permit. Every
+/// connection a client makes goes through it, redirect targets included, and it screens the
+/// addresses actually connected to (no gap between a check and a second lookup).
+#[derive(Clone, Debug)]
+pub struct PolicyResolver {
+    policy: NetworkPolicy,
+}
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = match &policy.lookup {
+                Some(lookup) => lookup.resolve(name).await?.collect(),
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            let addrs = policy.screen(&host, addrs)?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The policy refusal behind a transport error, if that is what it is (the resolver's error
+/// comes back wrapped by reqwest and hyper).
+pub fn refusal_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a UrlPolicyError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(refused) = e.downcast_ref::<UrlPolicyError>() {
+            return Some(refused);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The error a request refused by the [`NetworkPolicy`] ends with: not retried, and naming the
+/// URL, the address and the setting.
+pub fn refused(url: &Url, why: &UrlPolicyError) -> ProviderError {
+    ProviderError::Unsupported(format!("request to {url} refused (SSRF guard): {why}"))
+}
 
 /// `Retry-After`, RFC 9110 §10.2.3.
 pub const RETRY_AFTER: &str = "retry-after";
@@ -89,6 +261,14 @@ pub async fn send_with_retry(
                 tokio::time::sleep(wait).await;
             }
             Ok(resp) => return Ok(resp),
+            Err(err) if refusal_in(&err).is_some() => {
+                let url = err.url().cloned();
+                let why = refusal_in(&err).cloned();
+                return Err(match (url, why) {
+                    (Some(url), Some(why)) => refused(&url, &why),
+                    _ => ProviderError::Unsupported(err.to_string()),
+                });
+            }
             Err(err) if (err.is_timeout() || err.is_connect() || err.is_request()) && !last => {
                 let wait = policy.delay(attempt, None);
                 tracing::debug!(error = %err, ?wait, attempt, "retrying after transport failure");
@@ -127,6 +307,7 @@ pub trait AccessTokenSource: Send + Sync {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -165,6 +346,78 @@ mod tests {
             reqwest::header::HeaderValue::from_static("soon"),
         );
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn network_policy_checks_literals_and_screens_resolved_names() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let strict = NetworkPolicy::from_config(false);
+        for bad in [
+            "http://127.0.0.1/",
+            "http://[::1]/",
+            "http://169.254.169.254/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://0x7f000001/",
+            "http://LOCALHOST./",
+            "http://a.localhost:8080/",
+        ] {
+            assert!(
+                matches!(
+                    strict.check_url(&u(bad)),
+                    Err(UrlPolicyError::Private { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            strict.check_url(&u("file:///etc/passwd")),
+            Err(UrlPolicyError::Scheme(_))
+        ));
+        assert!(strict.check_url(&u("https://93.184.215.14/")).is_ok());
+        // Names are left to the resolver.
+        assert!(strict.check_url(&u("https://dav.example.com/")).is_ok());
+
+        // Exactly the allowed address, not its neighbours or other spellings' networks.
+        let one = NetworkPolicy::from_config(false).allowing(["127.0.0.1".parse().unwrap()]);
+        assert!(one.check_url(&u("http://127.0.0.1:5232/")).is_ok());
+        assert!(one.check_url(&u("http://localhost:5232/")).is_ok());
+        assert!(one.check_url(&u("http://127.0.0.2/")).is_err());
+        assert!(one.check_url(&u("http://[::1]/")).is_err());
+
+        let sa = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        assert!(strict.screen("a", vec![sa("93.184.215.14:443")]).is_ok());
+        // One private address among public ones refuses the name.
+        let mixed = strict.screen("a", vec![sa("93.184.215.14:443"), sa("10.0.0.1:443")]);
+        assert!(
+            matches!(mixed, Err(UrlPolicyError::Private { ref addr, .. }) if addr.to_string() == "10.0.0.1"),
+            "{mixed:?}"
+        );
+        assert!(NetworkPolicy::unrestricted()
+            .screen("a", vec![sa("10.0.0.1:443")])
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_a_name_with_a_private_address() {
+        struct Fixed;
+        impl Resolve for Fixed {
+            fn resolve(&self, _name: Name) -> Resolving {
+                Box::pin(async {
+                    Ok(Box::new(std::iter::once(SocketAddr::from(([10, 1, 2, 3], 0)))) as Addrs)
+                })
+            }
+        }
+        let policy = NetworkPolicy::from_config(false).with_lookup(Arc::new(Fixed));
+        let name: Name = "intranet.example.test".parse().unwrap();
+        let err = match policy.resolver().resolve(name).await {
+            Ok(_) => panic!("a private address passed the resolver"),
+            Err(e) => e,
+        };
+        let why = refusal_in(err.as_ref()).expect("the refusal is recognisable");
+        assert!(why.to_string().contains("10.1.2.3"), "{why}");
+        let open = NetworkPolicy::unrestricted().with_lookup(Arc::new(Fixed));
+        let name: Name = "intranet.example.test".parse().unwrap();
+        assert!(open.resolver().resolve(name).await.is_ok());
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!
 //! The private-network policy (`allow_private_networks`) is applied to every URL this module
 //! hands a provider: the server URL on each open, each discovered context URL, and the chosen
-//! address book's URL before each sync.
+//! address book's URL before each sync; and the CardDAV transport enforces it on every request,
+//! redirect hops and resolved addresses included ([`NetworkPolicy`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::providers::carddav::{
 use crate::providers::ews::{self, EwsAuth, EwsConfig, EwsProvider};
 use crate::providers::google::{GoogleConfig, GoogleProvider};
 use crate::providers::graph::{GraphConfig, GraphProvider};
+use crate::providers::http::NetworkPolicy;
 use crate::providers::oauth::{self, OAuthClient, OAuthEndpoints, TokenManager};
 use crate::providers::{Provider, ProviderError, ProviderKind};
 use crate::scheduler::RunId;
@@ -123,6 +125,11 @@ impl Wiring {
             config,
             http,
         })
+    }
+
+    /// The transport-level policy for the CardDAV clients of a connection.
+    fn network(&self) -> NetworkPolicy {
+        NetworkPolicy::from_config(self.config.allow_private_networks)
     }
 
     async fn check_url(&self, url: &Url) -> Result<(), ProviderError> {
@@ -230,12 +237,12 @@ impl Wiring {
             let url = Url::parse(&raw)
                 .map_err(|e| ProviderError::Unsupported(format!("bad server URL {raw}: {e}")))?;
             self.check_url(&url).await?;
-            return CarddavProvider::connect(url, auth, profile);
+            return CarddavProvider::connect_with_policy(url, auth, profile, self.network());
         }
         let principal = self
             .discover_carddav(&c.account_email, &auth, &profile)
             .await?;
-        CarddavProvider::connect(principal, auth, profile)
+        CarddavProvider::connect_with_policy(principal, auth, profile, self.network())
     }
 
     /// RFC 6764 from an email address: SRV/TXT for its domain, then
@@ -260,7 +267,8 @@ impl Wiring {
                 continue;
             }
             let client = cd::DavClient::new(ctx.clone(), auth.clone())?
-                .with_credential_hosts(profile.credential_hosts.clone());
+                .with_credential_hosts(profile.credential_hosts.clone())
+                .with_network_policy(self.network())?;
             match cd::discover(&client, &DiscoveryStart::Url(ctx.clone()), &cd::NoDns).await {
                 Ok(found) => {
                     self.check_url(&found.principal).await?;

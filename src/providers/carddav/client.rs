@@ -3,10 +3,12 @@
 //! of [`crate::providers::http`], DAV methods (`PROPFIND`, `REPORT`) built by [`crate::dav`], and
 //! the rule of where credentials may go: the configured origin and the hosts the profile names
 //! (iCloud's `pNN-contacts.icloud.com` partitions), never anywhere else. Redirects are followed
-//! here, by hand, so that rule also holds across redirects.
+//! here, by hand, so that rule also holds across redirects, and so does the connection's
+//! [`NetworkPolicy`] (the SSRF guard): every URL sent to, each redirect hop included, is checked,
+//! and host names are screened when they are resolved for the connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +19,9 @@ use url::Url;
 use crate::dav::multistatus::Multistatus;
 use crate::dav::names;
 use crate::dav::propfind::Propfind;
-use crate::providers::http::{retry_after, send_with_retry, status_error, RetryPolicy};
+use crate::providers::http::{
+    refused, retry_after, send_with_retry, status_error, NetworkPolicy, RetryPolicy,
+};
 use crate::providers::ProviderError;
 
 /// RFC 9110 §11.6.1 `WWW-Authenticate`.
@@ -169,29 +173,50 @@ pub struct DavClient {
     origin: Url,
     credential_hosts: Vec<HostPattern>,
     policy: RetryPolicy,
+    network: NetworkPolicy,
     digest: Mutex<Option<digest_auth::WwwAuthenticateHeader>>,
     requests: AtomicU64,
 }
 
+/// The reqwest client of a [`DavClient`]: no automatic redirects (they are followed by hand),
+/// and, unless the policy allows every address, its resolver screening every name.
+fn http_client(network: &NetworkPolicy) -> Result<reqwest::Client, ProviderError> {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(300))
+        .user_agent(concat!("cardbridge/", env!("CARGO_PKG_VERSION")));
+    if !network.is_unrestricted() {
+        b = b.dns_resolver(Arc::new(network.resolver()));
+    }
+    b.build()
+        .map_err(|e| ProviderError::Transport(e.to_string()))
+}
+
 impl DavClient {
     /// A client for the server at `origin` (its scheme, host and port receive the credentials).
+    /// It may reach any address; a connection whose URL a user gave sets the configured policy
+    /// with [`DavClient::with_network_policy`].
     pub fn new(origin: Url, auth: Auth) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(20))
-            .timeout(Duration::from_secs(300))
-            .user_agent(concat!("cardbridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Transport(e.to_string()))?;
+        let network = NetworkPolicy::unrestricted();
         Ok(Self {
-            http,
+            http: http_client(&network)?,
             auth,
             origin,
             credential_hosts: Vec::new(),
             policy: RetryPolicy::default(),
+            network,
             digest: Mutex::new(None),
             requests: AtomicU64::new(0),
         })
+    }
+
+    /// Only reach the addresses `network` permits: every URL sent to (redirect targets
+    /// included) and every address a host name resolves to is checked.
+    pub fn with_network_policy(mut self, network: NetworkPolicy) -> Result<Self, ProviderError> {
+        self.http = http_client(&network)?;
+        self.network = network;
+        Ok(self)
     }
 
     /// Also send credentials to hosts matching these patterns (a profile's partition hosts).
@@ -270,6 +295,11 @@ impl DavClient {
             .map_err(|e| ProviderError::Protocol(format!("bad method {method}: {e}")))?;
         let mut url = url.clone();
         for _ in 0..=MAX_REDIRECTS {
+            // The first URL and every redirect target (a 30x to 169.254.169.254 or to a
+            // loopback service is the classic SSRF path); names are screened at connect.
+            self.network
+                .check_url(&url)
+                .map_err(|why| refused(&url, &why))?;
             let resp = self.send_once(&method, &url, &headers, &body).await?;
             if resp.status.is_redirection() && resp.status != StatusCode::NOT_MODIFIED {
                 if let Some(next) = resp.header(names::HEADER_LOCATION) {

@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::dav::names;
 use crate::dav::prop;
+use crate::providers::http::NetworkPolicy;
 use crate::providers::{
     Page, Provider, ProviderError, ProviderKind, RemoteItem, SyncGroup, SyncGroupKind, Written,
 };
@@ -98,9 +99,22 @@ impl CarddavProvider {
     }
 
     /// Builds the client too: credentials go to `account_url`'s origin and the profile's hosts.
+    /// Any address may be reached; see [`CarddavProvider::connect_with_policy`].
     pub fn connect(account_url: Url, auth: Auth, profile: Profile) -> Result<Self, ProviderError> {
+        Self::connect_with_policy(account_url, auth, profile, NetworkPolicy::unrestricted())
+    }
+
+    /// [`CarddavProvider::connect`], reaching only the addresses `network` permits (the
+    /// configuration's private-network policy), redirects included.
+    pub fn connect_with_policy(
+        account_url: Url,
+        auth: Auth,
+        profile: Profile,
+        network: NetworkPolicy,
+    ) -> Result<Self, ProviderError> {
         let client = DavClient::new(account_url.clone(), auth)?
-            .with_credential_hosts(profile.credential_hosts.clone());
+            .with_credential_hosts(profile.credential_hosts.clone())
+            .with_network_policy(network)?;
         Ok(Self::new(client, profile, account_url))
     }
 

@@ -30,7 +30,7 @@ use calcard::vcard::{VCardEntry, VCardProperty, VCardType, VCardValue};
 use crate::dav::names::QName;
 use crate::dav::xml::Element;
 use crate::providers::graph::mapping::{
-    birthday_json, by_pref, categories_of, component, first_text, has_type, is_mapped,
+    birthday_json, by_pref, categories_of, component, first_text, has_type, is_mapped, note_text,
     parse_birthday, pref1, text, text_entry, typ,
 };
 use crate::vcard::VCard;
@@ -586,7 +586,7 @@ pub fn to_ews(card: &VCard) -> ToEws {
         }
     }
     let notes = by_pref(card, &VCardProperty::Note);
-    c.notes = notes.first().and_then(|e| first_text(e));
+    c.notes = notes.first().and_then(|e| note_text(e));
     for e in notes.iter().skip(1) {
         over(e, OverflowReason::SlotsFull(el::ITEM_BODY));
     }
@@ -1004,5 +1004,30 @@ mod tests {
         assert!(c.emails.is_empty() && c.phones.is_empty());
         let card = from_ews(&c).card;
         assert!(card.property(&VCardProperty::Bday).is_none());
+    }
+
+    /// The Graph fuzz finding holds here too (shared helpers): a note read as is was written
+    /// trimmed, so `Body` with edge whitespace read back changed.
+    #[test]
+    fn notes_keep_their_whitespace_both_ways() {
+        let el = xml::parse(
+            format!(
+                "<t:Contact xmlns:t=\"{NS_TYPES}\"><t:Body BodyType=\"Text\">  indented\n</t:Body></t:Contact>"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let c = EwsContact::from_element(&el).unwrap();
+        let card = from_ews(&c).card;
+        let back = to_ews(&card);
+        assert_eq!(back.contact.notes.as_deref(), Some("  indented\n"));
+        let again = EwsContact::from_element(&contact_element(&back.contact, None)).unwrap();
+        assert_eq!(from_ews(&again).card, card);
+        // A five-digit year is no birthday here either (shared `parse_birthday`).
+        let c = EwsContact {
+            birthday: Some("19020-09-29T00:00:00Z".into()),
+            ..Default::default()
+        };
+        assert!(from_ews(&c).card.property(&VCardProperty::Bday).is_none());
     }
 }

@@ -40,6 +40,7 @@ use super::{
 use crate::vcard::VCard;
 
 pub mod autodiscover;
+pub mod autodiscover_parse;
 pub mod client;
 pub mod mapping;
 pub mod names;

@@ -378,12 +378,25 @@ fn adr_entry(addr: &PhysicalAddress, kind: Option<VCardType>) -> Option<VCardEnt
 }
 
 /// Parses Graph's `birthday` (`YYYY-MM-DD` optionally followed by a time) into a date.
+///
+/// Strictly that shape (4-digit year, 2-digit month and day, then nothing or `T`/space and a
+/// time): the year must fit vCard's `DATE` (RFC 6350 §4.3.1, `year = 4DIGIT`). Reading the first
+/// ten characters of anything made `19020-9-29` the 29th but its own rendering
+/// `19020-09-29T…` the 2nd (found by the `graph_contact_mapping` fuzz target).
 pub(crate) fn parse_birthday(s: &str) -> Option<PartialDateTime> {
-    let date = s.trim().get(..10)?;
-    let mut parts = date.split('-');
-    let year: u16 = parts.next()?.parse().ok()?;
-    let month: u8 = parts.next()?.parse().ok()?;
-    let day: u8 = parts.next()?.parse().ok()?;
+    let s = s.trim();
+    let date = s.get(..10)?;
+    let b = date.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if !(digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)) {
+        return None;
+    }
+    if !matches!(s.as_bytes().get(10), None | Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let year: u16 = date[0..4].parse().ok()?;
+    let month: u8 = date[5..7].parse().ok()?;
+    let day: u8 = date[8..10].parse().ok()?;
     // A real calendar date (rejects 1990-02-29).
     chrono::NaiveDate::from_ymd_opt(i32::from(year), u32::from(month), u32::from(day))?;
     Some(PartialDateTime {
@@ -586,6 +599,21 @@ pub(crate) fn first_text(entry: &VCardEntry) -> Option<String> {
         })
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+/// The text of a NOTE as it is, untrimmed (notes are free text, and reading keeps them so:
+/// trimming only on writing made a note with edge whitespace read back changed, found by the
+/// `graph_contact_mapping` fuzz target); `None` when it is empty or only whitespace.
+pub(crate) fn note_text(entry: &VCardEntry) -> Option<String> {
+    entry
+        .values
+        .iter()
+        .find_map(|v| match v {
+            VCardValue::Text(t) => Some(t.clone()),
+            VCardValue::Component(c) => Some(c.join(",")),
+            _ => None,
+        })
+        .filter(|s| !s.trim().is_empty())
 }
 
 /// The `idx`th component of a structured value, "" when missing.
@@ -870,10 +898,7 @@ pub fn to_graph(card: &VCard) -> ToGraph {
     let notes = by_pref(card, &VCardProperty::Note);
     body.insert(
         field::PERSONAL_NOTES.into(),
-        opt(notes
-            .first()
-            .and_then(|e| first_text(e))
-            .unwrap_or_default()),
+        opt(notes.first().and_then(|e| note_text(e)).unwrap_or_default()),
     );
     for e in notes.iter().skip(1) {
         push_over(e, OverflowReason::SlotsFull(field::PERSONAL_NOTES));
@@ -1097,6 +1122,97 @@ mod tests {
             body.body[field::SINGLE_VALUE_EXTENDED_PROPERTIES],
             json!([{"id": CRM_ID_PROPERTY_ID, "value": "crm-9"}])
         );
+    }
+
+    /// The `graph_contact_mapping` fuzz target's check: a contact whose card maps back without
+    /// overflow reads back from its own Graph body to the same card.
+    fn assert_round_trip(json: &Value) {
+        let Ok(contact) = GraphContact::from_value(json) else {
+            return;
+        };
+        let card = from_graph(&contact).card;
+        let out = to_graph(&card);
+        if out.overflow.is_empty() {
+            let again = GraphContact::from_value(&Value::Object(out.body)).unwrap();
+            assert_eq!(from_graph(&again).card, card, "{json}");
+        }
+    }
+
+    /// Replays every input the fuzz target found (fixtures/graph/fuzz/, docs/FUZZING.md).
+    #[test]
+    fn fuzz_findings_round_trip() {
+        let dir = fixtures().join("fuzz");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            match json.get("value").and_then(Value::as_array) {
+                Some(rows) => rows.iter().for_each(assert_round_trip),
+                None => assert_round_trip(&json),
+            }
+            n += 1;
+        }
+        assert!(
+            n >= 2,
+            "the saved fuzz inputs are missing from {}",
+            dir.display()
+        );
+    }
+
+    /// Fuzz finding 1: a note with edge whitespace was read as is but written trimmed, so it
+    /// read back changed (and a push would have trimmed the user's note in Graph).
+    #[test]
+    fn notes_keep_their_whitespace_both_ways() {
+        let c =
+            GraphContact::from_value(&json!({"id": "a", "personalNotes": "  indented\n"})).unwrap();
+        let card = from_graph(&c).card;
+        let body = to_graph(&card).body;
+        assert_eq!(body[field::PERSONAL_NOTES], json!("  indented\n"));
+        // Whitespace alone is still no note.
+        let blank = card_of_note("   ");
+        assert_eq!(to_graph(&blank).body[field::PERSONAL_NOTES], Value::Null);
+    }
+
+    fn card_of_note(note: &str) -> VCard {
+        VCard {
+            entries: vec![
+                text_entry(VCardProperty::Fn, "A"),
+                text_entry(VCardProperty::Note, note),
+            ],
+        }
+    }
+
+    /// Fuzz finding 2: `19020-9-29` was read as the 29th (first ten characters), its rendering
+    /// `19020-09-29T…` as the 2nd. Only `YYYY-MM-DD` (vCard's 4-digit year) is a birthday now.
+    #[test]
+    fn birthdays_need_the_iso_date_shape() {
+        let ok = |s: &str| parse_birthday(s).map(|d| (d.year, d.month, d.day));
+        assert_eq!(
+            ok("1974-07-22T00:00:00Z"),
+            Some((Some(1974), Some(7), Some(22)))
+        );
+        assert_eq!(ok(" 1974-07-22 "), Some((Some(1974), Some(7), Some(22))));
+        assert_eq!(
+            ok("1974-07-22 11:00"),
+            Some((Some(1974), Some(7), Some(22)))
+        );
+        for bad in [
+            "19020-9-29T00:00:00Z",
+            "19020-09-29T00:00:00Z",
+            "1974-7-22T00:00:00Z",
+            "1974-07-2",
+            "1974-07-221",
+            "+974-07-22",
+            "1974-07-22X",
+            "1990-02-29",
+            "1974/07/22",
+            "１９７４-07-22",
+        ] {
+            assert_eq!(ok(bad), None, "{bad}");
+        }
+        let c = GraphContact::from_value(&json!({"id": "a", "birthday": "19020-9-29T00:00:00Z"}))
+            .unwrap();
+        assert!(from_graph(&c).card.property(&VCardProperty::Bday).is_none());
     }
 
     #[test]
