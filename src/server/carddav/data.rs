@@ -63,6 +63,24 @@ pub struct StoredCard {
     /// The person's fields right after that PUT: while the person still has them, the client's
     /// text is served verbatim.
     pub fields: PersonFields,
+    /// The person's version right after that PUT (absent in cards stored before it was
+    /// recorded). While the person is still at it, its fields are the ones above, so the text
+    /// can be served without decoding and comparing them ([`Data::card_head`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_version: Option<u64>,
+}
+
+/// A [`StoredCard`] without its fields, for the read path of GET and REPORTs: decoding the
+/// stored fields of every card was a fifth of an initial sync's instructions (docs/BENCHMARKS.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StoredCardHead {
+    /// The body exactly as the client sent it.
+    pub text: String,
+    /// Its vCard version (`3.0` or `4.0`).
+    pub version: String,
+    /// The person's version right after the PUT, when recorded.
+    #[serde(default)]
+    pub person_version: Option<u64>,
 }
 
 /// A user's address book collection (the built-in one only stores its dead properties here).
@@ -248,6 +266,15 @@ impl Data {
     // ------------------------------------------------------------------ cards and names
 
     /// The stored client card of a person.
+    /// The client's card of a person without its stored fields (their JSON is skipped, not
+    /// decoded).
+    pub async fn card_head(&self, pid: PersonId) -> Result<Option<StoredCardHead>, DataError> {
+        match self.store().get(CARDS, &k8(pid)).await? {
+            Some(b) => Ok(Some(decode(CARDS, &b)?)),
+            None => Ok(None),
+        }
+    }
+
     pub async fn card(&self, pid: PersonId) -> Result<Option<StoredCard>, DataError> {
         match self.store().get(CARDS, &k8(pid)).await? {
             Some(b) => Ok(Some(decode(CARDS, &b)?)),
@@ -777,6 +804,36 @@ mod tests {
         ] {
             assert_eq!(parse_token(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_card_stored_before_person_version_still_reads_both_ways() {
+        // The JSON of a card stored by an earlier build has no person_version key.
+        let old = StoredCard {
+            text: "BEGIN:VCARD\r\nEND:VCARD\r\n".into(),
+            version: "3.0".into(),
+            uid: "u1".into(),
+            fields: PersonFields {
+                name: "Ada".into(),
+                ..Default::default()
+            },
+            person_version: None,
+        };
+        let legacy = encode(&old).unwrap();
+        assert!(!String::from_utf8_lossy(&legacy).contains("person_version"));
+        let full: StoredCard = decode(CARDS, &legacy).unwrap();
+        assert_eq!(full, old);
+        let head: StoredCardHead = decode(CARDS, &legacy).unwrap();
+        assert_eq!(head.person_version, None);
+        assert_eq!(head.text, full.text);
+        // A new one round-trips its version, and the head reads it without the fields.
+        let new = StoredCard {
+            person_version: Some(4),
+            ..full
+        };
+        let head: StoredCardHead = decode(CARDS, &encode(&new).unwrap()).unwrap();
+        assert_eq!(head.person_version, Some(4));
+        assert_eq!(head.version, "3.0");
     }
 
     #[test]

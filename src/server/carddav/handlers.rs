@@ -363,6 +363,19 @@ impl<'a> Cx<'a> {
     }
 
     async fn render_person(&self, p: &Person, want: Option<V>) -> Result<Rendered, DavError> {
+        let Some(head) = self.data().card_head(p.id).await? else {
+            return Ok(self.render(p, None, want));
+        };
+        // Still at the version the PUT left: its fields are the stored ones, so the text is
+        // served as the client sent it (what `render` decides by comparing the fields).
+        let default_v = V::parse(&head.version).unwrap_or(V::V4);
+        if head.person_version == Some(p.version) && want.is_none_or(|v| v == default_v) {
+            return Ok(Rendered {
+                text: head.text,
+                etag: etag(p.id, p.version),
+                version: default_v,
+            });
+        }
         let stored = self.data().card(p.id).await?;
         Ok(self.render(p, stored.as_ref(), want))
     }
@@ -1232,6 +1245,7 @@ impl<'a> Cx<'a> {
                     version: version.as_str().to_string(),
                     uid,
                     fields: staged.value.fields(),
+                    person_version: Some(staged.value.version),
                 };
                 d.stage_card(&mut batch, staged.value.id, &card, old.as_ref())?;
                 commit(self.st, batch).await?;
@@ -1264,6 +1278,7 @@ impl<'a> Cx<'a> {
                     version: version.as_str().to_string(),
                     uid,
                     fields: staged.value.fields(),
+                    person_version: Some(staged.value.version),
                 };
                 d.stage_card(&mut batch, pid, &card, None)?;
                 d.stage_name(&mut batch, self.user.id, coll, name, pid);
