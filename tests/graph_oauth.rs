@@ -445,3 +445,57 @@ async fn graph_connection_authorized_through_our_server_syncs_refreshes_and_need
         "one token request, no retry loop"
     );
 }
+
+/// Regression (found by this file's first test): a provider opened outside a run (the
+/// settings listing the folders) refreshed and rotated the refresh token, but only runs stored
+/// a rotated token, so with strict rotation the next run used a dead one (`invalid_grant`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rotated_while_listing_folders_is_kept_for_the_next_run() {
+    let env = env().await;
+    env.fake.set_strict_rotation(true);
+    env.fake.add_refresh_token("M.first");
+    let (s, v) = admin(
+        &env,
+        "POST",
+        "/api/v1/connections",
+        Some(json!({"email": "ada@outlook.com", "refresh_token": "M.first"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["data"]["id"].as_u64().unwrap();
+    // Listing the folders refreshes (and so rotates) the token.
+    let (s, v) = admin(
+        &env,
+        "PATCH",
+        &format!("/api/v1/connections/{id}/settings"),
+        Some(json!({"sync_group": FOLDER, "visibility": "entire_company"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        !env.fake
+            .live_refresh_tokens()
+            .contains(&"M.first".to_string()),
+        "the settings call rotated the token"
+    );
+    let c = env.state.core.connections.get(id).await.unwrap().unwrap();
+    let stored = env
+        .state
+        .core
+        .credentials(&c)
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    assert_ne!(stored, "M.first", "the rotated token was stored");
+    assert!(env.fake.live_refresh_tokens().contains(&stored));
+    let (s, v) = admin(
+        &env,
+        "POST",
+        &format!("/api/v1/connections/{id}/start"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let v = refresh_run(&env, id).await;
+    assert_eq!(v["data"]["run"]["state"], "succeeded", "{v}");
+}

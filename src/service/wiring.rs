@@ -38,7 +38,9 @@ use crate::providers::google::{GoogleConfig, GoogleProvider};
 use crate::providers::graph::{GraphConfig, GraphProvider};
 use crate::providers::http::NetworkPolicy;
 use crate::providers::oauth::{self, OAuthClient, OAuthEndpoints, TokenManager};
-use crate::providers::{Provider, ProviderError, ProviderKind};
+use crate::providers::{
+    Page, Provider, ProviderError, ProviderKind, RemoteItem, SyncGroup, Written,
+};
 use crate::scheduler::RunId;
 use crate::store::{scan_all, Batch, Store};
 use crate::sync::conflicts::{self, SPACE_CONFLICTS};
@@ -48,6 +50,7 @@ use crate::sync::merge::{Policy, Side};
 use crate::sync::reconcile::{Direction, Origin};
 use crate::sync::state;
 use crate::sync::stats::{self, SPACE_STATS};
+use crate::vcard::VCard;
 
 /// iCloud's CardDAV entry point (discovery finds the partition host from here).
 pub const ICLOUD_CARDDAV_URL: &str = "https://contacts.icloud.com/";
@@ -94,15 +97,19 @@ pub struct Wiring {
     crm: Crm,
     store: Arc<dyn Store>,
     connections: Connections,
-    secrets: SecretBox,
+    secrets: Arc<SecretBox>,
     config: WiringConfig,
     http: reqwest::Client,
 }
 
+/// The token manager of an opened provider, the box sealing its token, and the sealed token
+/// the connection was opened with.
+type OpenedTokens = (Arc<TokenManager>, Arc<oauth::SecretBox>, String);
+
 /// A provider opened for a run, with the token manager whose refresh token may rotate.
 struct Opened {
     provider: Arc<dyn Provider>,
-    tokens: Option<(Arc<TokenManager>, Arc<oauth::SecretBox>, String)>,
+    tokens: Option<OpenedTokens>,
 }
 
 impl Wiring {
@@ -119,7 +126,9 @@ impl Wiring {
             .map_err(|e| RunError::Local(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             connections: Connections::new(store.clone()),
-            secrets: SecretBox::from_key(secret_key).map_err(|e| RunError::Local(e.to_string()))?,
+            secrets: Arc::new(
+                SecretBox::from_key(secret_key).map_err(|e| RunError::Local(e.to_string()))?,
+            ),
             crm,
             store,
             config,
@@ -519,47 +528,16 @@ impl Wiring {
 
     /// Stores a refresh token the provider rotated during the run.
     async fn keep_rotated_token(&self, c: &Connection, opened: &Opened, creds: &Credentials) {
-        let Some((tm, run_box, sealed_in)) = &opened.tokens else {
-            return;
-        };
-        let now = tm.sealed_refresh_token().await;
-        if &now == sealed_in {
-            return;
-        }
-        let Ok(raw) = run_box.open(&now) else {
-            return;
-        };
-        let Ok(token) = String::from_utf8(raw) else {
-            return;
-        };
-        let mut creds = creds.clone();
-        creds.refresh_token = Some(token);
-        let sealed = match serde_json::to_vec(&creds)
-            .map_err(|e| e.to_string())
-            .and_then(|raw| self.secrets.seal(&raw).map_err(|e| e.to_string()))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(connection = c.id, error = %e, "cannot seal the rotated refresh token");
-                return;
-            }
-        };
-        match self.connections.get(c.id).await {
-            Ok(Some(mut cur)) => {
-                cur.sealed_credentials = Some(sealed);
-                if let Err(e) = self.connections.put(&cur).await {
-                    tracing::warn!(connection = c.id, error = %e, "cannot store the rotated refresh token");
-                } else {
-                    tracing::info!(
-                        connection = c.id,
-                        "stored the provider's rotated refresh token"
-                    );
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(connection = c.id, error = %e, "cannot store the rotated refresh token")
-            }
+        if let Some((tm, run_box, sealed_in)) = &opened.tokens {
+            keep_rotated_token(
+                &self.connections,
+                &self.secrets,
+                c,
+                (tm, run_box),
+                sealed_in,
+                creds,
+            )
+            .await;
         }
     }
 
@@ -593,6 +571,135 @@ impl Wiring {
         let summary = result.map_err(RunError::from)?;
         let total = stats::load(self.store.as_ref(), c.id).await?.total_in_sync;
         Ok(service_summary(&summary, total))
+    }
+}
+
+/// Stores the refresh token `tm` holds when it differs from `sealed_in`, the one last stored
+/// (the provider rotated it). Returns the token as sealed by `tm` when it stored it.
+async fn keep_rotated_token(
+    connections: &Connections,
+    secrets: &SecretBox,
+    c: &Connection,
+    (tm, run_box): (&TokenManager, &oauth::SecretBox),
+    sealed_in: &str,
+    creds: &Credentials,
+) -> Option<String> {
+    let now = tm.sealed_refresh_token().await;
+    if now == sealed_in {
+        return None;
+    }
+    let token = String::from_utf8(run_box.open(&now).ok()?).ok()?;
+    let mut creds = creds.clone();
+    creds.refresh_token = Some(token);
+    let sealed = match serde_json::to_vec(&creds)
+        .map_err(|e| e.to_string())
+        .and_then(|raw| secrets.seal(&raw).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(connection = c.id, error = %e, "cannot seal the rotated refresh token");
+            return None;
+        }
+    };
+    match connections.get(c.id).await {
+        Ok(Some(mut cur)) => {
+            cur.sealed_credentials = Some(sealed);
+            if let Err(e) = connections.put(&cur).await {
+                tracing::warn!(connection = c.id, error = %e, "cannot store the rotated refresh token");
+                return None;
+            }
+            tracing::info!(
+                connection = c.id,
+                "stored the provider's rotated refresh token"
+            );
+            Some(now)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(connection = c.id, error = %e, "cannot store the rotated refresh token");
+            None
+        }
+    }
+}
+
+/// A provider opened outside a run (the sync groups, the mapping preview): a refresh token it
+/// rotates is stored after each call, as a run stores it at its end. Without this, a provider
+/// that retires a used refresh token would leave the connection with a dead one.
+struct KeepsRotatedToken {
+    inner: Arc<dyn Provider>,
+    tm: Arc<TokenManager>,
+    run_box: Arc<oauth::SecretBox>,
+    /// The sealed token last stored.
+    stored: tokio::sync::Mutex<String>,
+    connections: Connections,
+    secrets: Arc<SecretBox>,
+    connection: Connection,
+    creds: Credentials,
+}
+
+impl KeepsRotatedToken {
+    async fn keep(&self) {
+        let mut stored = self.stored.lock().await;
+        if let Some(now) = keep_rotated_token(
+            &self.connections,
+            &self.secrets,
+            &self.connection,
+            (&self.tm, &self.run_box),
+            &stored,
+            &self.creds,
+        )
+        .await
+        {
+            *stored = now;
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for KeepsRotatedToken {
+    fn kind(&self) -> ProviderKind {
+        self.inner.kind()
+    }
+    async fn sync_groups(&self) -> Result<Vec<SyncGroup>, ProviderError> {
+        let r = self.inner.sync_groups().await;
+        self.keep().await;
+        r
+    }
+    async fn pull(&self, group: &str, cursor: Option<&str>) -> Result<Page, ProviderError> {
+        let r = self.inner.pull(group, cursor).await;
+        self.keep().await;
+        r
+    }
+    async fn fetch(&self, group: &str, id: &str) -> Result<Option<RemoteItem>, ProviderError> {
+        let r = self.inner.fetch(group, id).await;
+        self.keep().await;
+        r
+    }
+    async fn create(
+        &self,
+        group: &str,
+        card: &VCard,
+        crm_id: &str,
+    ) -> Result<Written, ProviderError> {
+        let r = self.inner.create(group, card, crm_id).await;
+        self.keep().await;
+        r
+    }
+    async fn update(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        card: &VCard,
+    ) -> Result<Written, ProviderError> {
+        let r = self.inner.update(group, id, etag, card).await;
+        self.keep().await;
+        r
+    }
+    async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError> {
+        let r = self.inner.delete(group, id, etag).await;
+        self.keep().await;
+        r
     }
 }
 
@@ -685,7 +792,20 @@ impl Connector for Wiring {
         c: &Connection,
         creds: &Credentials,
     ) -> Result<Arc<dyn Provider>, ProviderError> {
-        Ok(self.open_parts(c, creds).await?.provider)
+        let opened = self.open_parts(c, creds).await?;
+        Ok(match opened.tokens {
+            None => opened.provider,
+            Some((tm, run_box, sealed_in)) => Arc::new(KeepsRotatedToken {
+                inner: opened.provider,
+                tm,
+                run_box,
+                stored: tokio::sync::Mutex::new(sealed_in),
+                connections: self.connections.clone(),
+                secrets: self.secrets.clone(),
+                connection: c.clone(),
+                creds: creds.clone(),
+            }),
+        })
     }
 
     async fn discover(

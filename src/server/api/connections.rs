@@ -480,6 +480,11 @@ pub async fn update_settings(
         c.interval_secs = i;
     }
     c.updated = now_rfc3339();
+    // Settings never change the credentials, but listing the groups may have rotated the
+    // refresh token, which the opened provider stored meanwhile: keep the stored ones.
+    if let Some(cur) = core.connections.get(id).await? {
+        c.sealed_credentials = cur.sealed_credentials;
+    }
     core.connections.put(&c).await?;
     if c.state != ConnectionState::Setup {
         st.scheduler.upsert(Core::job_spec(&c)).await?;
