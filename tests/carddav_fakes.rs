@@ -378,3 +378,38 @@ async fn truncated_sync_loses_no_change() {
     assert_eq!(state, t.state());
     assert!(t.inner.lock().unwrap().truncated_answers >= 5);
 }
+
+/// The profile's `multiget_concurrency` bounds the multigets in flight, and a generic server
+/// gets several at once (the initial pull of a big book is bound by the server's latency).
+#[tokio::test]
+async fn multigets_run_concurrently_up_to_the_profile_bound() {
+    let t = truncating::Truncating::start(10_000).await;
+    for i in 0..1_000 {
+        t.put(&format!("c{i:04}.vcf"));
+    }
+    t.inner.lock().unwrap().multiget_delay = std::time::Duration::from_millis(30);
+    for (profile, expected) in [
+        (Profile::generic(), 4),
+        (Profile::icloud(), 2),
+        (
+            Profile {
+                multiget_concurrency: 1,
+                ..Profile::generic()
+            },
+            1,
+        ),
+    ] {
+        assert_eq!(profile.multiget_concurrency, expected);
+        t.inner.lock().unwrap().max_multigets_in_flight = 0;
+        let p = CarddavProvider::connect(Url::parse(&t.url).unwrap(), Auth::None, profile).unwrap();
+        let (pages, _) = pull_all(&p, &t.url, None).await;
+        let mut state = BTreeMap::new();
+        apply(&mut state, &pages);
+        assert_eq!(state, t.state(), "every card, in any case");
+        assert_eq!(
+            t.inner.lock().unwrap().max_multigets_in_flight,
+            expected,
+            "10 multigets of 100, at most {expected} at once and as many as allowed"
+        );
+    }
+}

@@ -34,6 +34,11 @@ pub struct Inner {
     pub every: usize,
     pub sync_requests: usize,
     pub truncated_answers: usize,
+    /// How long each `addressbook-multiget` is held before it is answered (to make the
+    /// client's concurrency observable), and the most that were ever held at once.
+    pub multiget_delay: std::time::Duration,
+    pub multigets_in_flight: usize,
+    pub max_multigets_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -105,6 +110,18 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
     let depth = parts.headers.get("depth");
+    if parts.method.as_str() == "REPORT"
+        && xml::parse(&body).is_ok_and(|r| r.is(&names::ADDRESSBOOK_MULTIGET))
+    {
+        let delay = {
+            let mut g = inner.lock().unwrap();
+            g.multigets_in_flight += 1;
+            g.max_multigets_in_flight = g.max_multigets_in_flight.max(g.multigets_in_flight);
+            g.multiget_delay
+        };
+        tokio::time::sleep(delay).await;
+        inner.lock().unwrap().multigets_in_flight -= 1;
+    }
     let mut g = inner.lock().unwrap();
     match parts.method.as_str() {
         "PROPFIND" if path == BOOK => {

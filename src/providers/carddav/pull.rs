@@ -334,12 +334,10 @@ async fn pull_etags(
     })
 }
 
-/// Multigets in flight at once: the next batch's request goes out while the previous answer is
-/// parsed and its cards normalized, so the server's work and ours overlap instead of adding up.
-const MULTIGET_PIPELINE: usize = 2;
-
-/// Fetches `ids` with `addressbook-multiget` in batches ([`MULTIGET_PIPELINE`] requests in
-/// flight); hrefs the server answers 404 or leaves out are tried once with GET, then reported
+/// Fetches `ids` with `addressbook-multiget` in batches, the profile's
+/// `multiget_concurrency` requests in flight: the next batches' requests are out while the
+/// previous answer is parsed and its cards normalized, so the server's work and ours overlap
+/// instead of adding up. Hrefs the server answers 404 or leaves out are tried once with GET, then reported
 /// invalid. Order follows `ids`.
 async fn fetch_cards(
     p: &CarddavProvider,
@@ -362,7 +360,7 @@ async fn fetch_cards(
             let resp = p.client.send_dav(book, req).await?;
             Ok::<_, ProviderError>((chunk, mg, resp))
         })
-        .buffered(MULTIGET_PIPELINE);
+        .buffered(p.profile.multiget_concurrency.max(1));
     while let Some(answer) = answers.next().await {
         let (chunk, mg, resp) = answer?;
         if !resp.status.is_success() {
