@@ -29,8 +29,15 @@ use url::Url;
 
 /// Our provider: initial pull to completion; returns (time, cards, requests).
 async fn ours(root: &str, book: &str) -> (Duration, usize, u64, Option<String>, CarddavProvider) {
-    let p = CarddavProvider::connect(Url::parse(root).unwrap(), Auth::None, Profile::generic())
-        .unwrap();
+    let mut profile = Profile::generic();
+    // MULTIGET_CONCURRENCY overrides the generic profile's multigets in flight.
+    if let Some(c) = std::env::var("MULTIGET_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        profile.multiget_concurrency = c;
+    }
+    let p = CarddavProvider::connect(Url::parse(root).unwrap(), Auth::None, profile).unwrap();
     let start = Instant::now();
     let mut cursor = None;
     let mut cards = 0;

@@ -39,9 +39,9 @@ pub struct Profile {
     pub credential_hosts: Vec<HostPattern>,
     /// Hrefs per `addressbook-multiget`.
     pub multiget_batch: usize,
-    /// `addressbook-multiget` requests in flight at once. Several keep a server that overlaps
-    /// its own I/O (or runs several workers) busy while we parse the previous answer; iCloud
-    /// and Google keep the cautious 2.
+    /// `addressbook-multiget` requests in flight at once: the next one is out while we parse
+    /// the previous answer. More only pays against a server with several workers (against
+    /// Xandikos, 4 was slower than 2 or 1: docs/BENCHMARKS.md).
     pub multiget_concurrency: usize,
 }
 
@@ -52,11 +52,8 @@ pub const ICLOUD_PARTITION_HOSTS: &[&str] =
 /// Default hrefs per multiget.
 pub const DEFAULT_MULTIGET_BATCH: usize = 100;
 
-/// Default multigets in flight for a generic server (a browser opens 6 connections per host).
-pub const DEFAULT_MULTIGET_CONCURRENCY: usize = 4;
-
-/// Multigets in flight for the hosted services whose rate limits are undocumented.
-pub const CAUTIOUS_MULTIGET_CONCURRENCY: usize = 2;
+/// Default multigets in flight.
+pub const DEFAULT_MULTIGET_CONCURRENCY: usize = 2;
 
 impl Profile {
     /// Any RFC 6352 server; adjust with [`Profile::adapt_to`] once the book is known.
@@ -81,7 +78,6 @@ impl Profile {
             write_version: WriteVersion::V3,
             single_book: true,
             group_cards: true,
-            multiget_concurrency: CAUTIOUS_MULTIGET_CONCURRENCY,
             credential_hosts: ICLOUD_PARTITION_HOSTS
                 .iter()
                 .map(|h| HostPattern((*h).to_string()))
@@ -98,7 +94,6 @@ impl Profile {
             write_version: WriteVersion::V3,
             sync_depth: Some(Depth::One),
             honours_if_match: false,
-            multiget_concurrency: CAUTIOUS_MULTIGET_CONCURRENCY,
             ..Self::generic()
         }
     }
