@@ -837,6 +837,10 @@ impl Connector for Wiring {
     fn oauth_client(&self, provider: ProviderKind) -> Result<OAuthClient, ProviderError> {
         self.oauth_app(provider)
     }
+
+    fn network_policy(&self) -> NetworkPolicy {
+        self.network()
+    }
 }
 
 #[async_trait]

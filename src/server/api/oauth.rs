@@ -23,7 +23,7 @@ use super::auth::Caller;
 use super::connections::{load, save_credentials};
 use super::error::ApiError;
 use super::{ok, ApiState};
-use crate::providers::http::{refused, NetworkPolicy};
+use crate::providers::http::refused;
 use crate::providers::oauth::OAuthError;
 use crate::providers::ProviderKind;
 use crate::service::connections::{provider_name, ConnectionId};
@@ -269,9 +269,9 @@ async fn finish(st: &ApiState, q: CallbackQuery) -> Result<Response, ApiError> {
         .connector
         .oauth_client(c.provider)
         .map_err(ApiError::provider)?;
-    // The token endpoint under the private-network policy, like the providers' requests: an
-    // IP literal checked here, names when they are resolved, every redirect hop by the client.
-    let network = NetworkPolicy::from_config(core.allow_private_networks);
+    // The token endpoint under the connector's private-network policy, like the providers'
+    // requests: an IP literal checked here, names when resolved, every redirect hop.
+    let network = core.connector.network_policy();
     let token_url = &client.endpoints.token_url;
     network
         .check_url(token_url)
