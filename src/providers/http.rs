@@ -515,6 +515,52 @@ mod tests {
         assert!(open.resolver().resolve(name).await.is_ok());
     }
 
+    #[tokio::test]
+    async fn check_url_resolved_screens_names_with_the_policy_lookup() {
+        struct Table;
+        impl Resolve for Table {
+            fn resolve(&self, name: Name) -> Resolving {
+                let ip: Option<IpAddr> = match name.as_str() {
+                    "metadata.example.test" => Some([169, 254, 169, 254].into()),
+                    "public.example.test" => Some([93, 184, 215, 14].into()),
+                    _ => None,
+                };
+                Box::pin(async move {
+                    let ip = ip.ok_or("no such name")?;
+                    Ok(Box::new(std::iter::once(SocketAddr::new(ip, 0))) as Addrs)
+                })
+            }
+        }
+        let u = |s: &str| Url::parse(s).unwrap();
+        let strict = NetworkPolicy::from_config(false).with_lookup(Arc::new(Table));
+        let private = strict
+            .check_url_resolved(&u("https://metadata.example.test/latest/"))
+            .await;
+        assert!(
+            matches!(&private, Err(UrlPolicyError::Private { addr, .. }) if addr.to_string() == "169.254.169.254"),
+            "{private:?}"
+        );
+        assert!(strict
+            .check_url_resolved(&u("https://public.example.test/"))
+            .await
+            .is_ok());
+        assert!(matches!(
+            strict
+                .check_url_resolved(&u("https://nowhere.example.test/"))
+                .await,
+            Err(UrlPolicyError::Resolve { .. })
+        ));
+        assert!(matches!(
+            strict.check_url_resolved(&u("https://10.0.0.1/")).await,
+            Err(UrlPolicyError::Private { .. })
+        ));
+        let open = NetworkPolicy::unrestricted().with_lookup(Arc::new(Table));
+        assert!(open
+            .check_url_resolved(&u("https://metadata.example.test/"))
+            .await
+            .is_ok());
+    }
+
     #[test]
     fn statuses_map_to_kinds() {
         assert!(matches!(
