@@ -127,6 +127,12 @@ pub trait Connector: Send + Sync + 'static {
             connections::provider_name(provider)
         )))
     }
+
+    /// The addresses this connector's requests may reach (the OAuth code exchange uses it
+    /// too). Connectors that say nothing reach no private address.
+    fn network_policy(&self) -> crate::providers::http::NetworkPolicy {
+        crate::providers::http::NetworkPolicy::from_config(false)
+    }
 }
 
 /// What deleting a connection did.

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use calcard::vcard::VCardProperty;
 use cardbridge::providers::ews::autodiscover::{discover, Candidate};
 use cardbridge::providers::ews::{EwsAuth, EwsConfig, EwsProvider, CURSOR_DELTA, CURSOR_FULL};
-use cardbridge::providers::http::{AccessTokenSource, RetryPolicy};
+use cardbridge::providers::http::{AccessTokenSource, NetworkPolicy, RetryPolicy};
 use cardbridge::providers::{Page, Provider, ProviderError, PullKind, RemoteChange, SyncGroupKind};
 use cardbridge::vcard::VCard;
 use ews_fake::{FakeEws, NtlmLeg, CONTACTS_ID};
@@ -529,9 +529,15 @@ async fn autodiscover_finds_the_ews_url_in_candidate_order() {
                 .unwrap(),
         ),
     ];
-    let found = discover(&http, "jane@contoso.com", &auth, candidates.clone())
-        .await
-        .unwrap();
+    let found = discover(
+        &http,
+        &open_network(),
+        "jane@contoso.com",
+        &auth,
+        candidates.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(found.ews_url.as_str(), fake.ews_url);
     let asked: Vec<String> = fake.requests().iter().map(|r| r.op.clone()).collect();
     assert_eq!(
@@ -540,9 +546,15 @@ async fn autodiscover_finds_the_ews_url_in_candidate_order() {
         "SOAP is preferred; POX not needed"
     );
     // POX alone works too.
-    let pox = discover(&http, "jane@contoso.com", &auth, candidates[3..].to_vec())
-        .await
-        .unwrap();
+    let pox = discover(
+        &http,
+        &open_network(),
+        "jane@contoso.com",
+        &auth,
+        candidates[3..].to_vec(),
+    )
+    .await
+    .unwrap();
     assert_eq!(pox.ews_url.as_str(), fake.ews_url);
     // The URL works as the provider's endpoint.
     let mut cfg = EwsConfig::basic(found.ews_url.to_string(), "jane@contoso.com", "pw");
@@ -555,7 +567,7 @@ async fn autodiscover_finds_the_ews_url_in_candidate_order() {
         username: "jane@contoso.com".into(),
         password: "nope".into(),
     };
-    let err = discover(&http, "jane@contoso.com", &bad, candidates)
+    let err = discover(&http, &open_network(), "jane@contoso.com", &bad, candidates)
         .await
         .unwrap_err();
     assert!(
@@ -745,9 +757,15 @@ async fn autodiscover_runs_the_ntlm_handshake_per_candidate() {
         username: "CONTOSO\\jane".into(),
         password: "pw".into(),
     };
-    let found = discover(&http, "jane@contoso.com", &auth, candidates.clone())
-        .await
-        .unwrap();
+    let found = discover(
+        &http,
+        &open_network(),
+        "jane@contoso.com",
+        &auth,
+        candidates.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(found.ews_url.as_str(), fake.ews_url);
     let reqs = fake.requests();
     assert_eq!(
@@ -759,11 +777,17 @@ async fn autodiscover_runs_the_ntlm_handshake_per_candidate() {
         username: "CONTOSO\\jane".into(),
         password: "nope".into(),
     };
-    let err = discover(&http, "jane@contoso.com", &bad, candidates)
+    let err = discover(&http, &open_network(), "jane@contoso.com", &bad, candidates)
         .await
         .unwrap_err();
     assert!(
         matches!(err, ProviderError::NeedsReauthorization(_)),
         "{err:?}"
     );
+}
+
+/// Discovery against the loopback fake: every address allowed (the SSRF guard has its own
+/// tests in tests/security_ssrf.rs).
+fn open_network() -> NetworkPolicy {
+    NetworkPolicy::unrestricted()
 }

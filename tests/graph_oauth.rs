@@ -13,6 +13,7 @@ mod api_support;
 mod graph_fake;
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use axum::body::Body;
 use axum::http::Request;
 use cardbridge::config::{OAuthApp, OAuthSection};
 use cardbridge::providers::http::AccessTokenSource;
+use cardbridge::providers::http::NetworkPolicy;
 use cardbridge::providers::oauth::{
     OAuthClient, OAuthEndpoints, OAuthError, Pkce, SecretBox, TokenManager,
 };
@@ -237,6 +239,8 @@ async fn env() -> Env {
         },
         graph_api: Some(fake.base.clone()),
         microsoft_authority: Some(fake.origin.clone()),
+        // The fake is on loopback: allowed explicitly, that address only (issue #8 SSRF).
+        network: Some(NetworkPolicy::from_config(false).allowing([Ipv4Addr::LOCALHOST.into()])),
         ..WiringConfig::default()
     };
     let state = ServiceBuilder::new(Arc::new(MapStore::default()))

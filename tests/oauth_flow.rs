@@ -11,12 +11,14 @@ mod api_support;
 mod google_fake;
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use api_support::{call, Auth, MapStore};
 use axum::body::Body;
 use axum::http::Request;
 use cardbridge::config::{OAuthApp, OAuthSection};
+use cardbridge::providers::http::NetworkPolicy;
 use cardbridge::providers::oauth::OAuthEndpoints;
 use cardbridge::scheduler::SchedulerConfig;
 use cardbridge::server::api::oauth::{PendingState, SPACE_OAUTH_STATES};
@@ -74,6 +76,8 @@ async fn env() -> Env {
             token_url: fake.token_url().parse().unwrap(),
         }),
         microsoft_authority: Some(fake.base_url.clone()),
+        // The fake is on loopback: allowed explicitly, that address only (issue #8 SSRF).
+        network: Some(NetworkPolicy::from_config(false).allowing([Ipv4Addr::LOCALHOST.into()])),
         ..WiringConfig::default()
     };
     let state = ServiceBuilder::new(Arc::new(MapStore::default()))

@@ -12,10 +12,12 @@ mod api_support;
 #[path = "fakes/google.rs"]
 mod google_fake;
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use api_support::{call, Auth, MapStore};
 use cardbridge::config::{OAuthApp, OAuthSection};
+use cardbridge::providers::http::NetworkPolicy;
 use cardbridge::providers::oauth::OAuthEndpoints;
 use cardbridge::scheduler::SchedulerConfig;
 use cardbridge::service::wiring::WiringConfig;
@@ -61,6 +63,8 @@ async fn a_google_connection_syncs_through_the_default_wiring() {
             authorize_url: fake.authorize_url().parse().unwrap(),
             token_url: fake.token_url().parse().unwrap(),
         }),
+        // The fake is on loopback: allowed explicitly, that address only (issue #8 SSRF).
+        network: Some(NetworkPolicy::from_config(false).allowing([Ipv4Addr::LOCALHOST.into()])),
         ..WiringConfig::default()
     };
     let state = ServiceBuilder::new(Arc::new(MapStore::default()))

@@ -133,12 +133,89 @@ impl NetworkPolicy {
         Ok(addrs)
     }
 
+    /// [`NetworkPolicy::check_url`], then a host name is resolved (with the policy's lookup)
+    /// and refused when ANY of its addresses is not permitted, or when it does not resolve.
+    /// For URLs checked before a request is built (configured endpoints, Autodiscover
+    /// candidates); the requests themselves are screened again at connect.
+    pub async fn check_url_resolved(&self, url: &Url) -> Result<(), UrlPolicyError> {
+        self.check_url(url)?;
+        if self.is_unrestricted() {
+            return Ok(());
+        }
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Ok(());
+        };
+        let unresolved = |reason: String| UrlPolicyError::Resolve {
+            host: host.to_string(),
+            reason,
+        };
+        let name: Name = host.parse().map_err(|e| unresolved(format!("{e}")))?;
+        match self.resolver().resolve(name).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match refusal_in(e.as_ref()) {
+                Some(refused) => refused.clone(),
+                None => unresolved(e.to_string()),
+            }),
+        }
+    }
+
     /// The resolver a reqwest client built under this policy uses.
     pub fn resolver(&self) -> PolicyResolver {
         PolicyResolver {
             policy: self.clone(),
         }
     }
+
+    /// A reqwest client builder under this policy: its resolver screens every name it connects
+    /// to ([`PolicyResolver`], unless every address is allowed) and its redirect policy checks
+    /// every hop ([`NetworkPolicy::redirect_policy`]). The providers' shared client and the
+    /// CardDAV transport (which then follows redirects by hand) both start from it. A request's
+    /// first URL is the caller's to check when it is an IP literal (names are screened here).
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let b = reqwest::Client::builder().redirect(self.redirect_policy());
+        if self.is_unrestricted() {
+            b
+        } else {
+            b.dns_resolver(Arc::new(self.resolver()))
+        }
+    }
+
+    /// At most [`MAX_REDIRECTS`] redirects, each target checked with
+    /// [`NetworkPolicy::check_url`] before it is requested: a refused hop ends the request
+    /// with [`RedirectRefused`] (which [`send_with_retry`] turns into
+    /// [`ProviderError::Refused`]).
+    pub fn redirect_policy(&self) -> reqwest::redirect::Policy {
+        let policy = self.clone();
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                let error = format!("more than {MAX_REDIRECTS} redirects");
+                return attempt.error(error);
+            }
+            match policy.check_url(attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(reason) => {
+                    let url = attempt.url().clone();
+                    attempt.error(RedirectRefused { url, reason })
+                }
+            }
+        })
+    }
+}
+
+/// At most this many redirects per request on a client built under a [`NetworkPolicy`].
+pub const MAX_REDIRECTS: usize = 10;
+
+/// A redirect the [`NetworkPolicy`] refused to follow: the error a policy-built client's
+/// redirect policy ends the request with (reqwest reports the hop it came from; this names
+/// the target).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("redirect to {url} refused: {reason}")]
+pub struct RedirectRefused {
+    /// The redirect target that was not requested.
+    pub url: Url,
+    /// Why.
+    #[source]
+    pub reason: UrlPolicyError,
 }
 
 /// A reqwest DNS resolver that resolves (with the policy's lookup, else the system's) and
@@ -181,7 +258,30 @@ pub fn refusal_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
 /// The error a request refused by the [`NetworkPolicy`] ends with: not retried, and naming the
 /// URL, the address and the setting.
 pub fn refused(url: &Url, why: &UrlPolicyError) -> ProviderError {
-    ProviderError::Unsupported(format!("request to {url} refused (SSRF guard): {why}"))
+    ProviderError::Refused {
+        url: url.to_string(),
+        reason: why.clone(),
+    }
+}
+
+/// The [`ProviderError::Refused`] a transport error stands for, when the policy refused it
+/// (a redirect hop, or a name the resolver screened); `None` for any other failure.
+pub fn refusal_of(err: &reqwest::Error) -> Option<ProviderError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(hop) = e.downcast_ref::<RedirectRefused>() {
+            return Some(refused(&hop.url, &hop.reason));
+        }
+        cur = e.source();
+    }
+    let why = refusal_in(err)?;
+    Some(match err.url() {
+        Some(url) => refused(url, why),
+        None => ProviderError::Refused {
+            url: String::new(),
+            reason: why.clone(),
+        },
+    })
 }
 
 /// `Retry-After`, RFC 9110 §10.2.3.
@@ -262,12 +362,7 @@ pub async fn send_with_retry(
             }
             Ok(resp) => return Ok(resp),
             Err(err) if refusal_in(&err).is_some() => {
-                let url = err.url().cloned();
-                let why = refusal_in(&err).cloned();
-                return Err(match (url, why) {
-                    (Some(url), Some(why)) => refused(&url, &why),
-                    _ => ProviderError::Unsupported(err.to_string()),
-                });
+                return Err(refusal_of(&err).unwrap_or(ProviderError::Transport(err.to_string())));
             }
             Err(err) if (err.is_timeout() || err.is_connect() || err.is_request()) && !last => {
                 let wait = policy.delay(attempt, None);
@@ -418,6 +513,52 @@ mod tests {
         let open = NetworkPolicy::unrestricted().with_lookup(Arc::new(Fixed));
         let name: Name = "intranet.example.test".parse().unwrap();
         assert!(open.resolver().resolve(name).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn check_url_resolved_screens_names_with_the_policy_lookup() {
+        struct Table;
+        impl Resolve for Table {
+            fn resolve(&self, name: Name) -> Resolving {
+                let ip: Option<IpAddr> = match name.as_str() {
+                    "metadata.example.test" => Some([169, 254, 169, 254].into()),
+                    "public.example.test" => Some([93, 184, 215, 14].into()),
+                    _ => None,
+                };
+                Box::pin(async move {
+                    let ip = ip.ok_or("no such name")?;
+                    Ok(Box::new(std::iter::once(SocketAddr::new(ip, 0))) as Addrs)
+                })
+            }
+        }
+        let u = |s: &str| Url::parse(s).unwrap();
+        let strict = NetworkPolicy::from_config(false).with_lookup(Arc::new(Table));
+        let private = strict
+            .check_url_resolved(&u("https://metadata.example.test/latest/"))
+            .await;
+        assert!(
+            matches!(&private, Err(UrlPolicyError::Private { addr, .. }) if addr.to_string() == "169.254.169.254"),
+            "{private:?}"
+        );
+        assert!(strict
+            .check_url_resolved(&u("https://public.example.test/"))
+            .await
+            .is_ok());
+        assert!(matches!(
+            strict
+                .check_url_resolved(&u("https://nowhere.example.test/"))
+                .await,
+            Err(UrlPolicyError::Resolve { .. })
+        ));
+        assert!(matches!(
+            strict.check_url_resolved(&u("https://10.0.0.1/")).await,
+            Err(UrlPolicyError::Private { .. })
+        ));
+        let open = NetworkPolicy::unrestricted().with_lookup(Arc::new(Table));
+        assert!(open
+            .check_url_resolved(&u("https://metadata.example.test/"))
+            .await
+            .is_ok());
     }
 
     #[test]

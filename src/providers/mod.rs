@@ -177,6 +177,18 @@ pub enum ProviderError {
     /// The operation is not possible with this provider or group (e.g. a read-only book).
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// The SSRF guard ([`http::NetworkPolicy`]) refused to send to `url`: it is, or resolves
+    /// to, an address the private-network policy does not allow (a redirect hop, an
+    /// Autodiscover redirect and a configured endpoint included). Never retried; the message
+    /// names the `allow_private_networks` setting.
+    #[error("request to {url} refused (SSRF guard): {reason}")]
+    Refused {
+        /// The URL that was not sent to.
+        url: String,
+        /// Which address, and the setting that would allow it.
+        #[source]
+        reason: crate::config::UrlPolicyError,
+    },
 }
 
 impl ProviderError {

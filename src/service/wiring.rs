@@ -8,10 +8,13 @@
 //! whose domain names no provider it finds the provider: CardDAV discovery (RFC 6764), then
 //! Exchange Autodiscover ([`Connector::discover`]).
 //!
-//! The private-network policy (`allow_private_networks`) is applied to every URL this module
-//! hands a provider: the server URL on each open, each discovered context URL, and the chosen
-//! address book's URL before each sync; and the CardDAV transport enforces it on every request,
-//! redirect hops and resolved addresses included ([`NetworkPolicy`]).
+//! The private-network policy (`allow_private_networks`, [`NetworkPolicy`]) is applied to every
+//! URL this module hands a provider: the server URL on each open, each discovered context URL,
+//! the chosen address book's URL before each sync, and the configured Google/Graph API roots
+//! and OAuth token endpoints. The transports enforce it on every request: the CardDAV client
+//! follows redirects by hand and checks each hop; the HTTP client the other providers share
+//! (EWS and its Autodiscover, Google, Graph, the OAuth token refresh) is built under the same
+//! policy, so its resolver screens every name and its redirect policy checks every hop.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,7 +31,7 @@ use super::{
     Connector, Credentials, Discovered, DiscoveryError, ForgetSummary, PasswordScheme, RunError,
     SyncRunner,
 };
-use crate::config::{check_url_resolved, OAuthSection};
+use crate::config::{OAuthSection, UrlPolicyError};
 use crate::crm::{Crm, CrmError};
 use crate::providers::carddav::{
     self as cd, discovery, Auth, CarddavProvider, DiscoveryStart, Profile, SrvResolver,
@@ -36,7 +39,7 @@ use crate::providers::carddav::{
 use crate::providers::ews::{self, EwsAuth, EwsConfig, EwsProvider};
 use crate::providers::google::{GoogleConfig, GoogleProvider};
 use crate::providers::graph::{GraphConfig, GraphProvider};
-use crate::providers::http::NetworkPolicy;
+use crate::providers::http::{refused, NetworkPolicy};
 use crate::providers::oauth::{self, OAuthClient, OAuthEndpoints, TokenManager};
 use crate::providers::{
     Page, Provider, ProviderError, ProviderKind, RemoteItem, SyncGroup, Written,
@@ -90,6 +93,10 @@ pub struct WiringConfig {
     /// domain's documented Autodiscover candidates (`None`: the documented ones). Tests point
     /// it at a loopback fake.
     pub autodiscover_origin: Option<Url>,
+    /// The network policy of every provider request, instead of the one
+    /// `allow_private_networks` gives (`None`). Tests allow exactly a loopback address, or
+    /// resolve names with a fixed table.
+    pub network: Option<NetworkPolicy>,
 }
 
 /// The providers and the engine, wired to one CRM and store.
@@ -121,7 +128,8 @@ impl Wiring {
         secret_key: &[u8; 32],
         config: WiringConfig,
     ) -> Result<Self, RunError> {
-        let http = reqwest::Client::builder()
+        let http = network_policy(&config)
+            .client_builder()
             .build()
             .map_err(|e| RunError::Local(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
@@ -136,20 +144,30 @@ impl Wiring {
         })
     }
 
-    /// The transport-level policy for the CardDAV clients of a connection.
+    /// The transport-level policy of every provider client.
     fn network(&self) -> NetworkPolicy {
-        NetworkPolicy::from_config(self.config.allow_private_networks)
+        network_policy(&self.config)
     }
 
+    /// A URL a provider is given, checked (its name resolved) against the policy: a private
+    /// address is [`ProviderError::Refused`], naming `allow_private_networks`.
     async fn check_url(&self, url: &Url) -> Result<(), ProviderError> {
-        check_url_resolved(url, self.config.allow_private_networks)
+        self.network()
+            .check_url_resolved(url)
             .await
-            .map_err(|e| {
-                ProviderError::Unsupported(format!(
-                    "{url} refused: {e} (set allow_private_networks = true to sync with a server \
-                     on your own network)"
-                ))
+            .map_err(|e| match e {
+                e @ UrlPolicyError::Private { .. } => refused(url, &e),
+                e => ProviderError::Unsupported(format!("{url} refused: {e}")),
             })
+    }
+
+    /// A configured endpoint (an API root, a token endpoint) checked against the policy before
+    /// a provider is opened on it: an IP literal it refuses is [`ProviderError::Refused`] (the
+    /// shared client screens host names when it connects).
+    fn check_endpoint(&self, url: &Url) -> Result<(), ProviderError> {
+        self.network()
+            .check_url(url)
+            .map_err(|why| refused(url, &why))
     }
 
     async fn open_parts(
@@ -203,16 +221,19 @@ impl Wiring {
             None => {
                 ews::autodiscover::discover(
                     &self.http,
+                    &self.network(),
                     &c.account_email,
                     &auth,
-                    self.autodiscover_candidates(&c.account_email).await?,
+                    self.autodiscover_candidates(&c.account_email)?,
                 )
                 .await?
                 .ews_url
             }
         };
         self.check_url(&url).await?;
-        EwsProvider::with_http(EwsConfig::with_auth(url.as_str(), auth), self.http.clone())
+        let mut cfg = EwsConfig::with_auth(url.as_str(), auth);
+        cfg.network = self.network();
+        EwsProvider::with_http(cfg, self.http.clone())
     }
 
     async fn open_carddav(
@@ -298,13 +319,13 @@ impl Wiring {
     }
 
     /// The Autodiscover candidates for `email`: the configured origin's, else the documented
-    /// ones; those the private-network policy refuses are left out.
-    async fn autodiscover_candidates(
+    /// ones (`autodiscover::discover` checks each against the private-network policy).
+    fn autodiscover_candidates(
         &self,
         email: &str,
     ) -> Result<Vec<ews::autodiscover::Candidate>, ProviderError> {
         use ews::autodiscover::Candidate;
-        let all = match &self.config.autodiscover_origin {
+        Ok(match &self.config.autodiscover_origin {
             Some(origin) => {
                 let at = |p: &str| {
                     origin
@@ -317,18 +338,7 @@ impl Wiring {
                 ]
             }
             None => ews::autodiscover::candidates(email)?,
-        };
-        let mut out = Vec::new();
-        for c in all {
-            let url = match &c {
-                Candidate::Soap(u) | Candidate::Pox(u) | Candidate::RedirectProbe(u) => u,
-            };
-            match self.check_url(url).await {
-                Ok(()) => out.push(c),
-                Err(e) => tracing::debug!(%url, error = %e, "autodiscover candidate refused"),
-            }
-        }
-        Ok(out)
+        })
     }
 
     /// [`Connector::discover`]: CardDAV discovery, then Exchange Autodiscover.
@@ -374,15 +384,9 @@ impl Wiring {
             PasswordScheme::Ntlm => EwsAuth::Ntlm { username, password },
         };
         let autodiscover = async {
-            match self.autodiscover_candidates(email).await {
-                Ok(candidates) if candidates.is_empty() => Err(ProviderError::Unsupported(
-                    "every Autodiscover URL was refused by the private-network policy".into(),
-                )),
-                Ok(candidates) => {
-                    ews::autodiscover::discover(&self.http, email, &ews_auth, candidates).await
-                }
-                Err(e) => Err(e),
-            }
+            let candidates = self.autodiscover_candidates(email)?;
+            ews::autodiscover::discover(&self.http, &self.network(), email, &ews_auth, candidates)
+                .await
         };
         let found = tokio::time::timeout(DISCOVERY_TIMEOUT, autodiscover)
             .await
@@ -421,6 +425,7 @@ impl Wiring {
                 ProviderError::NeedsReauthorization("the connection holds no refresh token".into())
             })?;
         let client = self.oauth_app(c.provider)?;
+        self.check_endpoint(&client.endpoints.token_url)?;
         tracing::debug!(connection = c.id, "opening an OAuth provider");
         self.open_with_client(c, client, refresh)
     }
@@ -506,6 +511,7 @@ impl Wiring {
                 if let Some(base) = &self.config.google_api {
                     cfg.base_url = base.clone();
                 }
+                self.check_endpoint(&cfg.base_url)?;
                 Arc::new(GoogleProvider::new(self.http.clone(), tokens.clone(), cfg))
             }
             _ => {
@@ -513,6 +519,10 @@ impl Wiring {
                 if let Some(base) = &self.config.graph_api {
                     cfg.base_url = base.clone();
                 }
+                let base = Url::parse(&cfg.base_url).map_err(|e| {
+                    ProviderError::Unsupported(format!("bad Graph root {}: {e}", cfg.base_url))
+                })?;
+                self.check_endpoint(&base)?;
                 Arc::new(GraphProvider::with_http(
                     cfg,
                     tokens.clone(),
@@ -703,6 +713,14 @@ impl Provider for KeepsRotatedToken {
     }
 }
 
+/// The policy of `config`: its `network` when set, else the one `allow_private_networks` gives.
+fn network_policy(config: &WiringConfig) -> NetworkPolicy {
+    match &config.network {
+        Some(n) => n.clone(),
+        None => NetworkPolicy::from_config(config.allow_private_networks),
+    }
+}
+
 /// The engine's settings of a connection; refuses one without sync group or visibility.
 pub fn sync_connection(c: &Connection) -> Result<SyncConnection, RunError> {
     let group = c.sync_group.as_ref().ok_or_else(|| {
@@ -818,6 +836,10 @@ impl Connector for Wiring {
 
     fn oauth_client(&self, provider: ProviderKind) -> Result<OAuthClient, ProviderError> {
         self.oauth_app(provider)
+    }
+
+    fn network_policy(&self) -> NetworkPolicy {
+        self.network()
     }
 }
 

@@ -8,7 +8,7 @@
 //! and host names are screened when they are resolved for the connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -181,15 +181,13 @@ pub struct DavClient {
 /// The reqwest client of a [`DavClient`]: no automatic redirects (they are followed by hand),
 /// and, unless the policy allows every address, its resolver screening every name.
 fn http_client(network: &NetworkPolicy) -> Result<reqwest::Client, ProviderError> {
-    let mut b = reqwest::Client::builder()
+    network
+        .client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(20))
         .timeout(Duration::from_secs(300))
-        .user_agent(concat!("cardbridge/", env!("CARGO_PKG_VERSION")));
-    if !network.is_unrestricted() {
-        b = b.dns_resolver(Arc::new(network.resolver()));
-    }
-    b.build()
+        .user_agent(concat!("cardbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
         .map_err(|e| ProviderError::Transport(e.to_string()))
 }
 

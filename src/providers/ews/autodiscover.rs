@@ -5,9 +5,11 @@
 //! [`soap_request_body`]/[`parse_soap_response`] and [`request_body`]/[`parse_response`] (the
 //! two readers live in the pure `autodiscover_parse.rs` and are re-exported here). The
 //! I/O half, [`discover`], tries the candidates in order, follows address redirects (restart
-//! for the new address) and URL redirects (https only, unless the candidate itself was plain
-//! http, as on a loopback test server), and the unauthenticated `http://autodiscover.<domain>`
-//! probe whose 302 must lead to https (providers.md §4 "Autodiscover").
+//! for the new address) and URL redirects (https only, unless to the same origin as a plain
+//! http candidate, as on a loopback test server), and the unauthenticated
+//! `http://autodiscover.<domain>` probe whose 302 must lead to https (providers.md §4
+//! "Autodiscover"). Every URL it asks passes the private-network policy first
+//! ([`NetworkPolicy`], issue #8 "SSRF").
 //!
 //! Not done: the SCP lookup (needs an Active Directory-joined client) and the DNS SRV record
 //! `_autodiscover._tcp.<domain>`.
@@ -29,7 +31,8 @@ use super::names::{
     NS_WS_ADDRESSING, SERVER_VERSION,
 };
 use super::ntlm::{NtlmConnection, NtlmCredentials};
-use crate::providers::http::RetryPolicy;
+use crate::config::UrlPolicyError;
+use crate::providers::http::{refusal_of, refused, NetworkPolicy, RetryPolicy};
 
 /// At most this many redirects (address or URL) per discovery (MS-OXDSCLI §3.1.5.x advises a
 /// limit to avoid loops).
@@ -139,16 +142,42 @@ pub struct Discovered {
     pub email: String,
 }
 
+/// An Autodiscover-level redirect (`redirectUrl`, the probe's 302) may be followed from `from`
+/// to `to` only over https, except to the same origin when `from` itself was plain http (a
+/// loopback test server): a redirect to another host must be https.
 fn may_follow(from: &Url, to: &Url) -> bool {
-    to.scheme() == "https" || (to.scheme() == from.scheme() && from.scheme() == "http")
+    to.scheme() == "https" || (from.scheme() == "http" && to.origin() == from.origin())
+}
+
+/// The SSRF guard on one Autodiscover URL: `Err(Some(refusal))` when `network` refuses it,
+/// `Err(None)` when its name does not resolve (skipped like an unreachable candidate).
+async fn guard(network: &NetworkPolicy, u: &Url) -> Result<(), Option<ProviderError>> {
+    match network.check_url_resolved(u).await {
+        Ok(()) => Ok(()),
+        Err(why @ UrlPolicyError::Resolve { .. }) => {
+            tracing::debug!(url = %u, error = %why, "autodiscover URL does not resolve");
+            Err(None)
+        }
+        Err(why) => {
+            tracing::warn!(url = %u, error = %why, "autodiscover URL refused by the SSRF guard");
+            Err(Some(refused(u, &why)))
+        }
+    }
 }
 
 /// Finds the EWS URL for `email`, trying `candidates` in order (use [`candidates`] for the
 /// documented ones). Candidates that fail (unreachable, not 200, unreadable) are skipped; when
 /// none works the error says so, and is [`ProviderError::NeedsReauthorization`] when a server
 /// refused the credentials.
+///
+/// Every URL asked — each candidate, the probe's redirect target, each `redirectUrl` and the
+/// candidates of a `redirectAddr` domain — is checked against `network` before it is
+/// requested (`http` should be built under the same policy, which checks HTTP redirects and
+/// screens names at connect). A refused URL is skipped like an unreachable one; when nothing
+/// is found and the guard refused something, the error is that [`ProviderError::Refused`].
 pub async fn discover(
     http: &reqwest::Client,
+    network: &NetworkPolicy,
     email: &str,
     auth: &EwsAuth,
     candidates: Vec<Candidate>,
@@ -158,14 +187,16 @@ pub async fn discover(
         EwsAuth::Ntlm { .. } => None,
         _ => Some(authorization(auth).await?.0),
     };
-    let probe_client = reqwest::Client::builder()
+    let probe_client = network
+        .client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| ProviderError::Transport(e.to_string()))?;
     let mut email = email.to_string();
     let mut queue = candidates;
     let mut redirects = 0;
-    let mut refused = false;
+    let mut rejected_credentials = false;
+    let mut guard_refusal: Option<ProviderError> = None;
     let mut tried = Vec::new();
     while !queue.is_empty() {
         let candidate = queue.remove(0);
@@ -174,6 +205,10 @@ pub async fn discover(
             Candidate::Pox(u) => (u, false),
             Candidate::RedirectProbe(u) => {
                 tried.push(u.to_string());
+                if let Err(refusal) = guard(network, &u).await {
+                    guard_refusal = refusal.or(guard_refusal);
+                    continue;
+                }
                 let resp = probe_client.get(u.clone()).send().await;
                 let location = match resp {
                     Ok(r) if r.status() == StatusCode::FOUND || r.status().is_redirection() => r
@@ -194,6 +229,10 @@ pub async fn discover(
             }
         };
         tried.push(post_url.to_string());
+        if let Err(refusal) = guard(network, &post_url).await {
+            guard_refusal = refusal.or(guard_refusal);
+            continue;
+        }
         let body = if soap {
             soap_request_body(&email, &post_url)
         } else {
@@ -215,30 +254,38 @@ pub async fn discover(
                 .header(AUTHORIZATION, h.clone())
                 .send()
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| refusal_of(&e).unwrap_or(ProviderError::Transport(e.to_string()))),
             (None, EwsAuth::Ntlm { username, password }) => {
-                match NtlmConnection::new(NtlmCredentials::new(username, password)) {
+                match NtlmConnection::with_network(
+                    NtlmCredentials::new(username, password),
+                    network,
+                ) {
                     Ok(conn) => match conn.send(&RetryPolicy::once(), &build).await {
                         Err(ProviderError::CredentialsRejected) => {
-                            refused = true;
+                            rejected_credentials = true;
                             continue;
                         }
-                        r => r.map_err(|e| e.to_string()),
+                        r => r,
                     },
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e),
                 }
             }
-            (None, _) => Err("no credentials".to_string()),
+            (None, _) => Err(ProviderError::Unsupported("no credentials".into())),
         };
         let resp = match resp {
             Ok(r) => r,
+            Err(e @ ProviderError::Refused { .. }) => {
+                tracing::warn!(url = %post_url, error = %e, "autodiscover redirect refused by the SSRF guard");
+                guard_refusal = Some(e);
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(url = %post_url, error = %e, "autodiscover candidate unreachable");
                 continue;
             }
         };
         if resp.status() == StatusCode::UNAUTHORIZED {
-            refused = true;
+            rejected_credentials = true;
             continue;
         }
         if !resp.status().is_success() {
@@ -294,10 +341,13 @@ pub async fn discover(
             }
         }
     }
-    if refused {
+    if rejected_credentials {
         return Err(ProviderError::NeedsReauthorization(
             "the Autodiscover server rejected the credentials (HTTP 401)".into(),
         ));
+    }
+    if let Some(e) = guard_refusal {
+        return Err(e);
     }
     Err(ProviderError::Unsupported(format!(
         "Autodiscover found no EWS URL for {email} (tried {})",
@@ -308,10 +358,11 @@ pub async fn discover(
 /// [`discover`] over the documented [`candidates`] of `email`'s domain.
 pub async fn autodiscover(
     http: &reqwest::Client,
+    network: &NetworkPolicy,
     email: &str,
     auth: &EwsAuth,
 ) -> Result<Discovered, ProviderError> {
-    discover(http, email, auth, candidates(email)?).await
+    discover(http, network, email, auth, candidates(email)?).await
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use url::Url;
 
 use crate::dav::xml::Element;
 use crate::providers::http::{
-    retry_after, send_with_retry, status_error, AccessTokenSource, RetryPolicy,
+    refused, retry_after, send_with_retry, status_error, AccessTokenSource, NetworkPolicy,
+    RetryPolicy,
 };
 use crate::providers::ProviderError;
 
@@ -131,19 +132,23 @@ pub struct EwsClient {
 }
 
 impl EwsClient {
-    /// A client for the EWS endpoint `url` (`https://host/EWS/Exchange.asmx`).
+    /// A client for the EWS endpoint `url` (`https://host/EWS/Exchange.asmx`), refused when
+    /// `network` does not allow its address.
     pub fn new(
         http: reqwest::Client,
         url: &str,
         auth: EwsAuth,
         anchor_mailbox: Option<String>,
         retry: RetryPolicy,
+        network: &NetworkPolicy,
     ) -> Result<Self, ProviderError> {
         let url = Url::parse(url)
             .map_err(|e| ProviderError::Unsupported(format!("invalid EWS URL {url}: {e}")))?;
+        network.check_url(&url).map_err(|why| refused(&url, &why))?;
         let ntlm = match &auth {
-            EwsAuth::Ntlm { username, password } => Some(NtlmConnection::new(
+            EwsAuth::Ntlm { username, password } => Some(NtlmConnection::with_network(
                 NtlmCredentials::new(username, password),
+                network,
             )?),
             _ => None,
         };

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::http::{AccessTokenSource, RetryPolicy};
+use super::http::{AccessTokenSource, NetworkPolicy, RetryPolicy};
 use super::{
     Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange, RemoteItem, SyncGroup,
     SyncGroupKind, Written,
@@ -76,6 +76,11 @@ pub struct EwsConfig {
     pub get_item_batch: usize,
     /// Retry policy for 503/429/`ErrorServerBusy`/transport failures.
     pub retry: RetryPolicy,
+    /// The addresses requests may reach: the endpoint is checked when the provider is built,
+    /// and the NTLM connection's own client is built under it. The client given to
+    /// [`EwsProvider::with_http`] should be built under the same policy
+    /// ([`NetworkPolicy::client_builder`]).
+    pub network: NetworkPolicy,
 }
 
 impl EwsConfig {
@@ -123,6 +128,7 @@ impl EwsConfig {
             page_size: 100,
             get_item_batch: 50,
             retry: RetryPolicy::default(),
+            network: NetworkPolicy::unrestricted(),
         }
     }
 }
@@ -162,6 +168,7 @@ impl EwsProvider {
                 config.auth,
                 config.anchor_mailbox,
                 config.retry,
+                &config.network,
             )?,
             page_size: config.page_size.clamp(1, names::MAX_CHANGES_RETURNED_LIMIT),
             batch: config.get_item_batch.max(1),

@@ -17,7 +17,7 @@ use ntlmclient::{
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
-use crate::providers::http::{send_with_retry, RetryPolicy};
+use crate::providers::http::{send_with_retry, NetworkPolicy, RetryPolicy};
 use crate::providers::ProviderError;
 
 /// The HTTP auth scheme name, MS-NTHT §2.2.1 (`Authorization: NTLM <base64>`).
@@ -217,9 +217,20 @@ impl std::fmt::Debug for NtlmConnection {
 }
 
 impl NtlmConnection {
-    /// A connection for `creds`, with its own HTTP/1.1 client (one pooled connection).
+    /// A connection for `creds`, with its own HTTP/1.1 client (one pooled connection) that
+    /// may reach any address.
     pub fn new(creds: NtlmCredentials) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
+        Self::with_network(creds, &NetworkPolicy::unrestricted())
+    }
+
+    /// Like [`NtlmConnection::new`], its client built under `network` (names screened when
+    /// resolved, every redirect hop checked).
+    pub fn with_network(
+        creds: NtlmCredentials,
+        network: &NetworkPolicy,
+    ) -> Result<Self, ProviderError> {
+        let http = network
+            .client_builder()
             .http1_only()
             .pool_max_idle_per_host(1)
             .build()

@@ -92,6 +92,12 @@ impl ApiError {
                     "update the connection's credentials (PUT /api/v1/connections/{id}/credentials)",
                 )
             }
+            ProviderError::Refused { .. } => Self::unprocessable(
+                e.to_string(),
+                "the address is on a loopback, private or link-local network: set \
+                 allow_private_networks = true in the server's configuration to allow it, or \
+                 use the server's public address",
+            ),
             ProviderError::Unsupported(_) => Self::new(
                 StatusCode::NOT_IMPLEMENTED,
                 e.to_string(),

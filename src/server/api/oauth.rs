@@ -23,6 +23,7 @@ use super::auth::Caller;
 use super::connections::{load, save_credentials};
 use super::error::ApiError;
 use super::{ok, ApiState};
+use crate::providers::http::refused;
 use crate::providers::oauth::OAuthError;
 use crate::providers::ProviderKind;
 use crate::service::connections::{provider_name, ConnectionId};
@@ -268,7 +269,14 @@ async fn finish(st: &ApiState, q: CallbackQuery) -> Result<Response, ApiError> {
         .connector
         .oauth_client(c.provider)
         .map_err(ApiError::provider)?;
-    let http = reqwest::Client::builder().build().map_err(internal)?;
+    // The token endpoint under the connector's private-network policy, like the providers'
+    // requests: an IP literal checked here, names when resolved, every redirect hop.
+    let network = core.connector.network_policy();
+    let token_url = &client.endpoints.token_url;
+    network
+        .check_url(token_url)
+        .map_err(|why| ApiError::provider(refused(token_url, &why)))?;
+    let http = network.client_builder().build().map_err(internal)?;
     let tokens = client
         .exchange_code(&http, code, &pending.verifier)
         .await
