@@ -217,6 +217,24 @@ pub trait Provider: Send + Sync {
         etag: Option<&str>,
         card: &VCard,
     ) -> Result<Written, ProviderError>;
+    /// [`Provider::update`] knowing `held`: the card as the provider held it when the engine
+    /// last agreed with it (its stored remote card). A provider that keeps part of a contact
+    /// behind its own endpoint (the photo of Graph, EWS and Google) compares `card` with `held`
+    /// and sends that part only when it changed, so that an edit of a phone never re-uploads or
+    /// deletes the photo. `None` means nothing is known: such a provider then writes what
+    /// `card` carries and removes nothing. The engine calls this; the default is
+    /// [`Provider::update`], for providers whose card carries everything.
+    async fn update_with_base(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        held: Option<&VCard>,
+        card: &VCard,
+    ) -> Result<Written, ProviderError> {
+        let _ = held;
+        self.update(group, id, etag, card).await
+    }
     /// Deletes an item if its version is still `etag`.
     async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError>;
 }

@@ -20,6 +20,21 @@
 //!   [`client::MAX_CONCURRENT_PER_MAILBOX`] requests are in flight per mailbox, across every
 //!   provider instance for that mailbox.
 //!
+//! - Photos (providers.md §3, Graph `profilePhoto`): a contact's photo is
+//!   `GET …/contactFolders/{fid}/contacts/{id}/photo/$value` (binary, 404 when it has none). A
+//!   pull reads it only for the contacts a delta page returned as created or updated (and on
+//!   [`Provider::fetch`]), after collapsing duplicates, through the same per-mailbox cap and
+//!   retry policy, and puts it on the card as an inline `PHOTO` ([`crate::vcard::photo`]); one
+//!   larger than [`crate::vcard::photo::MAX_PHOTO_BYTES`] is left off with a warning naming the contact. A write
+//!   compares the card's photo with the one Graph holds (the engine's stored card, see
+//!   [`Provider::update_with_base`]) and `PUT`s the bytes with their `Content-Type` only when
+//!   they differ, then reads the contact's new `changeKey` (the upload changes it), so the
+//!   next write's `If-Match` is not a false conflict. Graph cannot delete an Outlook
+//!   contact's photo (the profilePhoto delete supports users and groups only), so a removed
+//!   photo is logged and kept: the written card says Graph still holds it. The provider
+//!   remembers the etag and photo of its own writes, so when the next delta returns that very
+//!   version its photo is not read again (no echo request).
+//!
 //! Slot overflow: [`mapping::to_graph`] reports what Graph cannot hold. The [`Written`] card of
 //! a create/update is the card Graph stored **plus** that overflow, and
 //! [`mapping::reattach_overflow`] lets the engine do the same for pulled cards, so that a push
@@ -38,12 +53,13 @@ use super::{
     Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange, RemoteItem, SyncGroup,
     SyncGroupKind, Written,
 };
-use crate::vcard::VCard;
+use crate::vcard::photo::{inline_entry, photo_change, photo_entry, with_photo, PhotoChange};
+use crate::vcard::{VCard, VCardEntry};
 
 pub mod client;
 pub mod mapping;
 
-use client::{GraphClient, GraphResponse, Segment, IF_MATCH, PREFER};
+use client::{GraphClient, GraphResponse, RawBody, Segment, IF_MATCH, PREFER};
 use mapping::{from_graph, reattach_overflow, to_graph, to_graph_create, GraphContact};
 
 /// The public Graph service root (global cloud).
@@ -102,7 +118,15 @@ pub struct GraphProvider {
     client: GraphClient,
     user: String,
     page_size: u32,
+    /// Our own writes not yet seen in a delta: contact id → (the `@odata.etag` the write left,
+    /// the photo Graph then held). A delta row with that etag is our own write coming back,
+    /// and its photo is known without a `GET`.
+    own_writes: std::sync::Mutex<HashMap<String, (Option<String>, Option<VCardEntry>)>>,
 }
+
+/// At most this many remembered own writes (a run that writes more re-reads the photos of the
+/// oldest when they come back, which is only a few more requests).
+const MAX_OWN_WRITES: usize = 10_000;
 
 /// One page of a delta or folder listing.
 #[derive(Debug, Deserialize)]
@@ -158,6 +182,7 @@ impl GraphProvider {
             client,
             user,
             page_size: config.page_size.max(1),
+            own_writes: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -178,6 +203,146 @@ impl GraphProvider {
 
     fn item_url(&self, folder: &str, id: &str) -> url::Url {
         self.folder_url(folder, &[Segment::Path("contacts"), Segment::Id(id)])
+    }
+
+    /// `…/contacts/{id}/photo/$value`, the documented path for a contact in a folder.
+    fn photo_url(&self, folder: &str, id: &str) -> url::Url {
+        self.folder_url(
+            folder,
+            &[
+                Segment::Path("contacts"),
+                Segment::Id(id),
+                Segment::Path(mapping::field::PHOTO),
+                Segment::Path(mapping::field::VALUE),
+            ],
+        )
+    }
+
+    /// The contact's photo as an inline `PHOTO` entry; `None` when it has none (404) or when
+    /// it is larger than we accept (a warning names the contact; the card goes on without it).
+    async fn read_photo(
+        &self,
+        folder: &str,
+        id: &str,
+    ) -> Result<Option<VCardEntry>, ProviderError> {
+        let resp = self
+            .client
+            .send_raw(Method::GET, self.photo_url(folder, id), &[], None)
+            .await?;
+        if resp.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status.is_success() {
+            return Err(resp.into_error());
+        }
+        let content_type = resp.content_type().map(str::to_string);
+        match inline_entry(resp.body.to_vec(), content_type.as_deref()) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) => {
+                tracing::warn!(contact = id, error = %e, "Graph contact photo left off the card");
+                Ok(None)
+            }
+        }
+    }
+
+    /// `item` with the contact's photo on its card.
+    async fn with_read_photo(
+        &self,
+        folder: &str,
+        mut item: RemoteItem,
+    ) -> Result<RemoteItem, ProviderError> {
+        let own = self
+            .own_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&item.id);
+        let photo = match own {
+            Some((etag, photo)) if etag.is_some() && etag == item.etag => photo,
+            _ => self.read_photo(folder, &item.id).await?,
+        };
+        item.card = with_photo(&item.card, photo);
+        Ok(item)
+    }
+
+    /// Brings Graph's photo in line with `card`'s when it differs from `held`'s (what Graph
+    /// holds). Returns the photo Graph holds afterwards and whether it was written.
+    async fn write_photo(
+        &self,
+        folder: &str,
+        id: &str,
+        held: Option<&VCard>,
+        card: &VCard,
+    ) -> Result<(Option<VCardEntry>, bool), ProviderError> {
+        let kept = || held.and_then(photo_entry);
+        match photo_change(held, card) {
+            PhotoChange::Unchanged => Ok((photo_entry(card), false)),
+            PhotoChange::Set { media_type, bytes } => {
+                let body = RawBody {
+                    content_type: media_type.to_string(),
+                    bytes: bytes.to_vec(),
+                };
+                let resp = self
+                    .client
+                    .send_raw(Method::PUT, self.photo_url(folder, id), &[], Some(&body))
+                    .await?;
+                if resp.status.is_success() {
+                    return Ok((photo_entry(card), true));
+                }
+                let e = resp.into_error();
+                if e.is_transient() {
+                    return Err(e);
+                }
+                tracing::warn!(contact = id, error = %e, "Graph refused the contact photo; it keeps its own");
+                Ok((kept(), false))
+            }
+            PhotoChange::Remove => {
+                tracing::info!(
+                    contact = id,
+                    "Graph cannot delete an Outlook contact's photo; it keeps it"
+                );
+                Ok((kept(), false))
+            }
+            PhotoChange::Unwritable(reason) => {
+                tracing::warn!(contact = id, %reason, "contact photo not written to Graph");
+                Ok((kept(), false))
+            }
+        }
+    }
+
+    /// The contact's current `@odata.etag` (after a photo upload changed its `changeKey`).
+    async fn current_etag(&self, folder: &str, id: &str) -> Result<Option<String>, ProviderError> {
+        let mut url = self.item_url(folder, id);
+        url.query_pairs_mut()
+            .append_pair(QUERY_SELECT, mapping::field::CHANGE_KEY);
+        let resp = self.get(url).await?;
+        if !resp.status.is_success() {
+            return Err(resp.into_error());
+        }
+        let contact = GraphContact::from_value(&resp.json()?).map_err(ProviderError::Protocol)?;
+        Ok(contact.etag())
+    }
+
+    /// Writes the photo after a `POST`/`PATCH` answered `resp`, and what Graph then holds.
+    async fn finish_write(
+        &self,
+        folder: &str,
+        resp: GraphResponse,
+        held: Option<&VCard>,
+        sent: &VCard,
+    ) -> Result<Written, ProviderError> {
+        let mut w = self.written(resp, sent)?;
+        let (photo, uploaded) = self.write_photo(folder, &w.id, held, sent).await?;
+        if uploaded {
+            w.etag = self.current_etag(folder, &w.id).await?;
+        }
+        let mut own = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
+        if own.len() >= MAX_OWN_WRITES {
+            own.clear();
+        }
+        own.insert(w.id.clone(), (w.etag.clone(), photo.clone()));
+        drop(own);
+        w.card = with_photo(&w.card, photo);
+        Ok(w)
     }
 
     /// The first delta request of a run: `$select` goes here and nowhere else.
@@ -238,7 +403,8 @@ impl GraphProvider {
         folder: &str,
         rows: Vec<Value>,
     ) -> Result<Vec<RemoteChange>, ProviderError> {
-        let mut changes: Vec<(String, RemoteChange)> = Vec::with_capacity(rows.len());
+        // (id, change, whether its photo is still to be read).
+        let mut changes: Vec<(String, RemoteChange, bool)> = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row
                 .get(mapping::field::ID)
@@ -249,46 +415,58 @@ impl GraphProvider {
                 continue;
             };
             if row.get(mapping::field::REMOVED).is_some() {
-                changes.push((id.clone(), RemoteChange::Delete { id }));
+                changes.push((id.clone(), RemoteChange::Delete { id }, false));
                 continue;
             }
             let contact = match GraphContact::from_value(&row) {
                 Ok(c) => c,
                 Err(reason) => {
-                    changes.push((id.clone(), RemoteChange::Invalid { id, reason }));
+                    changes.push((id.clone(), RemoteChange::Invalid { id, reason }, false));
                     continue;
                 }
             };
-            let change = if contact.change_key.is_none() {
-                // Only changed properties came back: read the whole item.
+            let (change, photo) = if contact.change_key.is_none() {
+                // Only changed properties came back: read the whole item (photo included).
                 match self.fetch(folder, &id).await? {
-                    Some(item) => RemoteChange::Upsert(item),
-                    None => RemoteChange::Delete { id: id.clone() },
+                    Some(item) => (RemoteChange::Upsert(item), false),
+                    None => (RemoteChange::Delete { id: id.clone() }, false),
                 }
             } else {
-                RemoteChange::Upsert(RemoteItem {
+                let item = RemoteItem {
                     id: id.clone(),
                     etag: contact.etag(),
                     card: from_graph(&contact).card,
-                })
+                };
+                (RemoteChange::Upsert(item), true)
             };
-            changes.push((id, change));
+            changes.push((id, change, photo));
         }
         // Duplicates inside one page: the last occurrence is the newest state.
         let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, (id, _)) in changes.iter().enumerate() {
+        for (i, (id, _, _)) in changes.iter().enumerate() {
             last.insert(id.as_str(), i);
         }
         let keep: Vec<bool> = changes
             .iter()
             .enumerate()
-            .map(|(i, (id, _))| last.get(id.as_str()) == Some(&i))
+            .map(|(i, (id, _, _))| last.get(id.as_str()) == Some(&i))
             .collect();
-        Ok(changes
+        let kept: Vec<(RemoteChange, bool)> = changes
             .into_iter()
             .zip(keep)
-            .filter_map(|((_, c), k)| k.then_some(c))
-            .collect())
+            .filter_map(|((_, c, p), k)| k.then_some((c, p)))
+            .collect();
+        // The photos of the created/updated contacts, at most
+        // MAX_CONCURRENT_PER_MAILBOX at once (the client's limiter holds the rest back).
+        futures::future::try_join_all(kept.into_iter().map(|(c, photo)| async move {
+            match c {
+                RemoteChange::Upsert(item) if photo => Ok(RemoteChange::Upsert(
+                    self.with_read_photo(folder, item).await?,
+                )),
+                other => Ok(other),
+            }
+        }))
+        .await
     }
 
     fn written(&self, resp: GraphResponse, sent: &VCard) -> Result<Written, ProviderError> {
@@ -430,11 +608,12 @@ impl Provider for GraphProvider {
             return Err(resp.into_error());
         }
         let contact = GraphContact::from_value(&resp.json()?).map_err(ProviderError::Protocol)?;
-        Ok(Some(RemoteItem {
+        let item = RemoteItem {
             id: contact.id.clone().unwrap_or_else(|| id.to_string()),
             etag: contact.etag(),
             card: from_graph(&contact).card,
-        }))
+        };
+        Ok(Some(self.with_read_photo(group, item).await?))
     }
 
     async fn create(
@@ -454,7 +633,7 @@ impl Provider for GraphProvider {
         if !resp.status.is_success() {
             return Err(resp.into_error());
         }
-        self.written(resp, card)
+        self.finish_write(group, resp, None, card).await
     }
 
     async fn update(
@@ -462,6 +641,17 @@ impl Provider for GraphProvider {
         group: &str,
         id: &str,
         etag: Option<&str>,
+        card: &VCard,
+    ) -> Result<Written, ProviderError> {
+        self.update_with_base(group, id, etag, None, card).await
+    }
+
+    async fn update_with_base(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        held: Option<&VCard>,
         card: &VCard,
     ) -> Result<Written, ProviderError> {
         let mapped = to_graph(card);
@@ -483,7 +673,7 @@ impl Provider for GraphProvider {
         if !resp.status.is_success() {
             return Err(resp.into_error());
         }
-        self.written(resp, card)
+        self.finish_write(group, resp, held, card).await
     }
 
     async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError> {
