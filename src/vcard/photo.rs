@@ -177,7 +177,7 @@ pub fn photo_change<'a>(held: Option<&VCard>, card: &'a VCard) -> PhotoChange<'a
                 .to_string(),
             )
         }
-        Some(Photo::Inline { bytes, .. }) if bytes.is_empty() => {
+        Some(Photo::Inline { bytes: [], .. }) => {
             PhotoChange::Unwritable(PhotoError::Empty.to_string())
         }
         Some(Photo::Inline { media_type, bytes }) => PhotoChange::Set { media_type, bytes },

@@ -50,8 +50,8 @@ use serde_json::Value;
 
 use super::http::{AccessTokenSource, RetryPolicy};
 use super::{
-    Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange, RemoteItem, SyncGroup,
-    SyncGroupKind, Written,
+    OwnPhotoWrites, Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange,
+    RemoteItem, SyncGroup, SyncGroupKind, Written,
 };
 use crate::vcard::photo::{inline_entry, photo_change, photo_entry, with_photo, PhotoChange};
 use crate::vcard::{VCard, VCardEntry};
@@ -118,15 +118,10 @@ pub struct GraphProvider {
     client: GraphClient,
     user: String,
     page_size: u32,
-    /// Our own writes not yet seen in a delta: contact id → (the `@odata.etag` the write left,
-    /// the photo Graph then held). A delta row with that etag is our own write coming back,
-    /// and its photo is known without a `GET`.
-    own_writes: std::sync::Mutex<HashMap<String, (Option<String>, Option<VCardEntry>)>>,
+    /// Our own writes not yet seen in a delta: a delta row at the `@odata.etag` a write left
+    /// is that write coming back, and its photo is known without a `GET`.
+    own_writes: OwnPhotoWrites,
 }
-
-/// At most this many remembered own writes (a run that writes more re-reads the photos of the
-/// oldest when they come back, which is only a few more requests).
-const MAX_OWN_WRITES: usize = 10_000;
 
 /// One page of a delta or folder listing.
 #[derive(Debug, Deserialize)]
@@ -182,7 +177,7 @@ impl GraphProvider {
             client,
             user,
             page_size: config.page_size.max(1),
-            own_writes: std::sync::Mutex::new(HashMap::new()),
+            own_writes: OwnPhotoWrites::default(),
         })
     }
 
@@ -251,14 +246,9 @@ impl GraphProvider {
         folder: &str,
         mut item: RemoteItem,
     ) -> Result<RemoteItem, ProviderError> {
-        let own = self
-            .own_writes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&item.id);
-        let photo = match own {
-            Some((etag, photo)) if etag.is_some() && etag == item.etag => photo,
-            _ => self.read_photo(folder, &item.id).await?,
+        let photo = match self.own_writes.take(&item.id, item.etag.as_deref()) {
+            Some(photo) => photo,
+            None => self.read_photo(folder, &item.id).await?,
         };
         item.card = with_photo(&item.card, photo);
         Ok(item)
@@ -335,13 +325,10 @@ impl GraphProvider {
         if uploaded {
             w.etag = self.current_etag(folder, &w.id).await?;
         }
-        let mut own = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
-        if own.len() >= MAX_OWN_WRITES {
-            own.clear();
-        }
-        own.insert(w.id.clone(), (w.etag.clone(), photo.clone()));
-        drop(own);
-        w.card = with_photo(&w.card, photo);
+        self.own_writes
+            .remember(&w.id, w.etag.as_deref(), photo.clone());
+        // The photo replaces every PHOTO; a second one (overflow) is re-added.
+        w.card = reattach_overflow(&with_photo(&w.card, photo), sent);
         Ok(w)
     }
 
