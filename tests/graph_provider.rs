@@ -361,8 +361,7 @@ async fn own_writes_replay_with_the_written_etag_and_keep_the_crm_id() {
         p.fetch(FOLDER, &w.id).await.unwrap().unwrap();
         fake.requests()
             .into_iter()
-            .filter(|r| !r.is_photo())
-            .next_back()
+            .rfind(|r| !r.is_photo())
             .unwrap()
     };
     assert!(fetch_req.uri.contains("expand"));

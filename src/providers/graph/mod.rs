@@ -384,74 +384,23 @@ impl GraphProvider {
         Ok((kind, self.client.check_link(link)?))
     }
 
-    /// Turns the rows of one delta page into changes, re-reading partial rows.
+    /// Turns the rows of one delta page into changes: partial rows are re-read whole (photo
+    /// included), the created/updated contacts get their photo, at most
+    /// MAX_CONCURRENT_PER_MAILBOX requests at once (the client's limiter holds the rest back).
     async fn changes_of(
         &self,
         folder: &str,
         rows: Vec<Value>,
     ) -> Result<Vec<RemoteChange>, ProviderError> {
-        // (id, change, whether its photo is still to be read).
-        let mut changes: Vec<(String, RemoteChange, bool)> = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id = row
-                .get(mapping::field::ID)
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let Some(id) = id else {
-                tracing::warn!("delta row without an id ignored");
-                continue;
-            };
-            if row.get(mapping::field::REMOVED).is_some() {
-                changes.push((id.clone(), RemoteChange::Delete { id }, false));
-                continue;
-            }
-            let contact = match GraphContact::from_value(&row) {
-                Ok(c) => c,
-                Err(reason) => {
-                    changes.push((id.clone(), RemoteChange::Invalid { id, reason }, false));
-                    continue;
-                }
-            };
-            let (change, photo) = if contact.change_key.is_none() {
-                // Only changed properties came back: read the whole item (photo included).
-                match self.fetch(folder, &id).await? {
-                    Some(item) => (RemoteChange::Upsert(item), false),
-                    None => (RemoteChange::Delete { id: id.clone() }, false),
-                }
-            } else {
-                let item = RemoteItem {
-                    id: id.clone(),
-                    etag: contact.etag(),
-                    card: from_graph(&contact).card,
-                };
-                (RemoteChange::Upsert(item), true)
-            };
-            changes.push((id, change, photo));
-        }
-        // Duplicates inside one page: the last occurrence is the newest state.
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, (id, _, _)) in changes.iter().enumerate() {
-            last.insert(id.as_str(), i);
-        }
-        let keep: Vec<bool> = changes
-            .iter()
-            .enumerate()
-            .map(|(i, (id, _, _))| last.get(id.as_str()) == Some(&i))
-            .collect();
-        let kept: Vec<(RemoteChange, bool)> = changes
-            .into_iter()
-            .zip(keep)
-            .filter_map(|((_, c, p), k)| k.then_some((c, p)))
-            .collect();
-        // The photos of the created/updated contacts, at most
-        // MAX_CONCURRENT_PER_MAILBOX at once (the client's limiter holds the rest back).
-        futures::future::try_join_all(kept.into_iter().map(|(c, photo)| async move {
-            match c {
-                RemoteChange::Upsert(item) if photo => Ok(RemoteChange::Upsert(
-                    self.with_read_photo(folder, item).await?,
-                )),
-                other => Ok(other),
-            }
+        futures::future::try_join_all(rows_of(rows).into_iter().map(|row| async move {
+            Ok(match row {
+                Row::Ready(c) => c,
+                Row::Photo(item) => RemoteChange::Upsert(self.with_read_photo(folder, item).await?),
+                Row::Fetch(id) => match self.fetch(folder, &id).await? {
+                    Some(item) => RemoteChange::Upsert(item),
+                    None => RemoteChange::Delete { id },
+                },
+            })
         }))
         .await
     }
@@ -469,6 +418,59 @@ impl GraphProvider {
             card: reattach_overflow(&from_graph(&contact).card, sent),
         })
     }
+}
+
+/// What one delta row still needs.
+#[derive(Debug, Clone, PartialEq)]
+enum Row {
+    /// A deletion or an unreadable row: nothing to read.
+    Ready(RemoteChange),
+    /// A whole contact: its photo is to be read.
+    Photo(RemoteItem),
+    /// Only changed properties came back: the whole contact is to be read.
+    Fetch(String),
+}
+
+/// The rows of one delta page, mapped, with duplicates collapsed to their last occurrence
+/// (the newest state). Pure: the reads they need come after.
+fn rows_of(rows: Vec<Value>) -> Vec<Row> {
+    let mut out: Vec<(String, Row)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row
+            .get(mapping::field::ID)
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(id) = id else {
+            tracing::warn!("delta row without an id ignored");
+            continue;
+        };
+        if row.get(mapping::field::REMOVED).is_some() {
+            out.push((id.clone(), Row::Ready(RemoteChange::Delete { id })));
+            continue;
+        }
+        let r = match GraphContact::from_value(&row) {
+            Err(reason) => Row::Ready(RemoteChange::Invalid {
+                id: id.clone(),
+                reason,
+            }),
+            Ok(contact) if contact.change_key.is_none() => Row::Fetch(id.clone()),
+            Ok(contact) => Row::Photo(RemoteItem {
+                id: id.clone(),
+                etag: contact.etag(),
+                card: from_graph(&contact).card,
+            }),
+        };
+        out.push((id, r));
+    }
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for (i, (id, _)) in out.iter().enumerate() {
+        last.insert(id.clone(), i);
+    }
+    out.into_iter()
+        .enumerate()
+        .filter(|(i, (id, _))| last.get(id) == Some(i))
+        .map(|(_, (_, r))| r)
+        .collect()
 }
 
 fn log_overflow(overflow: &[mapping::Overflow]) {
@@ -715,9 +717,8 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn duplicates_in_a_page_collapse_to_the_last_occurrence() {
-        let p = provider("https://graph.microsoft.com/v1.0");
+    #[test]
+    fn duplicates_in_a_page_collapse_to_the_last_occurrence() {
         let rows = vec![
             serde_json::json!({"id": "a", "changeKey": "1", "displayName": "Old"}),
             serde_json::json!({"id": "b", "changeKey": "1", "displayName": "B"}),
@@ -726,17 +727,26 @@ mod tests {
             serde_json::json!({"id": "c", "changeKey": 5}),
             serde_json::json!({"displayName": "no id"}),
         ];
-        let changes = p.changes_of("F", rows).await.unwrap();
+        let changes = rows_of(rows);
         assert_eq!(changes.len(), 3, "{changes:?}");
         match &changes[0] {
-            RemoteChange::Upsert(i) => {
+            // A whole contact: only its photo is still to be read.
+            Row::Photo(i) => {
                 assert_eq!(i.id, "a");
                 assert_eq!(i.etag.as_deref(), Some("W/\"2\""));
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(changes[1], RemoteChange::Delete { id: "b".into() });
-        assert!(matches!(&changes[2], RemoteChange::Invalid { id, .. } if id == "c"));
+        assert_eq!(
+            changes[1],
+            Row::Ready(RemoteChange::Delete { id: "b".into() })
+        );
+        assert!(matches!(&changes[2], Row::Ready(RemoteChange::Invalid { id, .. }) if id == "c"));
+        // A partial row is read whole.
+        assert_eq!(
+            rows_of(vec![serde_json::json!({"id": "d", "displayName": "D"})]),
+            vec![Row::Fetch("d".into())]
+        );
     }
 
     #[test]
