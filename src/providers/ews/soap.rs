@@ -1,5 +1,6 @@
 //! Pure SOAP for EWS: building the request envelopes of the operations the provider uses
-//! (FindFolder, GetFolder, SyncFolderItems, GetItem, CreateItem, UpdateItem, DeleteItem) and
+//! (FindFolder, GetFolder, SyncFolderItems, GetItem, CreateItem, UpdateItem, DeleteItem, and for
+//! the contact photo GetAttachment, CreateAttachment, DeleteAttachment) and
 //! reading their responses into typed values. No I/O; parsing never panics: hostile or broken
 //! XML becomes an [`EwsError`] (the XML layer is the bounded, DTD-refusing reader of
 //! [`crate::dav::xml`]).
