@@ -828,15 +828,23 @@ async fn photos_are_read_with_get_attachment_for_changed_contacts_only() {
 #[tokio::test]
 async fn an_oversize_ews_photo_is_left_off_the_card() {
     let (fake, p) = setup(100).await;
-    let ids = fake.seed(FOLDER, 0, 1);
+    let ids = fake.seed(FOLDER, 0, 2);
     fake.set_photo(
         &ids[0],
         "image/jpeg",
         &vec![7; cardbridge::vcard::photo::MAX_PHOTO_BYTES + 1],
     );
+    // Exactly at the bound: kept.
+    let max = vec![8; cardbridge::vcard::photo::MAX_PHOTO_BYTES];
+    fake.set_photo(&ids[1], "image/jpeg", &max);
     let got = upserts(&pull_all(&p, None).await);
-    assert_eq!(got.len(), 1);
-    assert_eq!(photo_of(&got[0].card), None);
+    assert_eq!(got.len(), 2);
+    let card_of = |id: &str| &got.iter().find(|i| i.id == id).unwrap().card;
+    assert_eq!(photo_of(card_of(&ids[0])), None);
+    assert_eq!(
+        photo_of(card_of(&ids[1])),
+        Some(("image/jpeg".into(), max.clone()))
+    );
 }
 
 /// An unchanged photo sends no attachment request; a new one replaces the attachment

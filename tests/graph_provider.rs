@@ -686,12 +686,20 @@ async fn photos_are_read_for_created_and_updated_contacts_only() {
 #[tokio::test]
 async fn an_oversize_photo_is_left_off_the_card_without_failing_the_pull() {
     let (fake, p) = setup(10).await;
-    let ids = fake.seed(FOLDER, 0, 1);
+    let ids = fake.seed(FOLDER, 0, 2);
     let big = vec![0xAB; cardbridge::vcard::photo::MAX_PHOTO_BYTES + 1];
     fake.set_photo(&ids[0], "image/jpeg", &big);
+    // Exactly at the bound: kept.
+    let max = vec![0xCD; cardbridge::vcard::photo::MAX_PHOTO_BYTES];
+    fake.set_photo(&ids[1], "image/jpeg", &max);
     let got = items(&pull_all(&p, None).await);
-    assert_eq!(got.len(), 1);
-    assert_eq!(photo_of(&got[0].card), None);
+    assert_eq!(got.len(), 2);
+    let card_of = |id: &str| &got.iter().find(|i| i.id == id).unwrap().card;
+    assert_eq!(photo_of(card_of(&ids[0])), None);
+    assert_eq!(
+        photo_of(card_of(&ids[1])),
+        Some(("image/jpeg".into(), max.clone()))
+    );
 }
 
 #[tokio::test]
