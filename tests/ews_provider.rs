@@ -791,3 +791,187 @@ async fn autodiscover_runs_the_ntlm_handshake_per_candidate() {
 fn open_network() -> NetworkPolicy {
     NetworkPolicy::unrestricted()
 }
+
+// ------------------------------------------------------------------------------ photos
+
+const JPEG: &[u8] = include_bytes!("../fixtures/graph/photo.jpg");
+
+fn photo_of(card: &VCard) -> Option<(String, Vec<u8>)> {
+    match cardbridge::vcard::photo::photo(card)? {
+        cardbridge::vcard::photo::Photo::Inline { media_type, bytes } => {
+            Some((media_type.to_string(), bytes.to_vec()))
+        }
+        cardbridge::vcard::photo::Photo::Uri(u) => panic!("a URI photo from EWS: {u}"),
+    }
+}
+
+fn upserts(pages: &[Page]) -> Vec<cardbridge::providers::RemoteItem> {
+    pages
+        .iter()
+        .flat_map(|p| &p.changes)
+        .filter_map(|c| match c {
+            RemoteChange::Upsert(i) => Some(i.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The contact-photo attachment's bytes are read with one GetAttachment for the changed
+/// contacts that list one, and come out as an inline PHOTO; unchanged runs read none.
+#[tokio::test]
+async fn photos_are_read_with_get_attachment_for_changed_contacts_only() {
+    let (fake, p) = setup(100).await;
+    let ids = fake.seed(FOLDER, 0, 3);
+    fake.set_photo(&ids[0], "image/jpeg", JPEG);
+    fake.set_photo(&ids[2], "image/png", b"\x89PNG\r\n\x1a\n-two-");
+    let pages = pull_all(&p, None).await;
+    let got = upserts(&pages);
+    assert_eq!(got.len(), 3);
+    for it in &got {
+        let expected = fake.photo(&it.id);
+        assert_eq!(photo_of(&it.card), expected, "{}", it.id);
+    }
+    let att = fake.attachment_requests();
+    assert_eq!(att.len(), 1, "{att:?}");
+    assert_eq!(att[0].op, "GetAttachment");
+    assert_eq!(att[0].code.as_deref(), Some("NoError"));
+
+    // A change to a contact without a photo: no attachment request; no change: none either.
+    let cursor = pages.last().unwrap().cursor.clone();
+    fake.clear_requests();
+    fake.edit_contact(&ids[1], "JobTitle", Some("Boss"));
+    let pages = pull_all(&p, cursor).await;
+    assert_eq!(upsert_ids(&pages), vec![ids[1].clone()]);
+    assert!(fake.attachment_requests().is_empty());
+    let cursor = pages.last().unwrap().cursor.clone();
+    fake.clear_requests();
+    assert!(upsert_ids(&pull_all(&p, cursor).await).is_empty());
+    assert!(fake.attachment_requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversize_ews_photo_is_left_off_the_card() {
+    let (fake, p) = setup(100).await;
+    let ids = fake.seed(FOLDER, 0, 2);
+    fake.set_photo(
+        &ids[0],
+        "image/jpeg",
+        &vec![7; cardbridge::vcard::photo::MAX_PHOTO_BYTES + 1],
+    );
+    // Exactly at the bound: kept.
+    let max = vec![8; cardbridge::vcard::photo::MAX_PHOTO_BYTES];
+    fake.set_photo(&ids[1], "image/jpeg", &max);
+    let got = upserts(&pull_all(&p, None).await);
+    assert_eq!(got.len(), 2);
+    let card_of = |id: &str| &got.iter().find(|i| i.id == id).unwrap().card;
+    assert_eq!(photo_of(card_of(&ids[0])), None);
+    assert_eq!(
+        photo_of(card_of(&ids[1])),
+        Some(("image/jpeg".into(), max.clone()))
+    );
+}
+
+/// An unchanged photo sends no attachment request; a new one replaces the attachment
+/// (DeleteAttachment, CreateAttachment) and the written ChangeKey is the one after it, so the
+/// next UpdateItem is no false conflict and the SyncFolderItems echo reads no attachment; a
+/// removed photo is a DeleteAttachment.
+#[tokio::test]
+async fn photo_writes_use_create_and_delete_attachment_without_conflict_or_echo() {
+    let (fake, p) = setup(100).await;
+    let ids = fake.seed(FOLDER, 0, 1);
+    let id = ids[0].clone();
+    fake.set_photo(&id, "image/jpeg", JPEG);
+    let pages = pull_all(&p, None).await;
+    let cursor = pages.last().unwrap().cursor.clone();
+    let held = upserts(&pages).remove(0);
+    assert!(photo_of(&held.card).is_some());
+
+    // An edit of the job title: no attachment request, the photo stays.
+    fake.clear_requests();
+    let edited = cardbridge::vcard::photo::with_photo(
+        &card("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Someone Else\r\nTITLE:Boss\r\nEND:VCARD\r\n"),
+        cardbridge::vcard::photo::photo_entry(&held.card),
+    );
+    let w = p
+        .update_with_base(FOLDER, &id, held.etag.as_deref(), Some(&held.card), &edited)
+        .await
+        .unwrap();
+    assert!(
+        fake.attachment_requests().is_empty(),
+        "{:?}",
+        fake.requests()
+    );
+    assert_eq!(fake.photo(&id).unwrap().1, JPEG);
+    assert_eq!(photo_of(&w.card), photo_of(&held.card));
+
+    // A new photo.
+    fake.clear_requests();
+    let png = b"\x89PNG\r\n\x1a\n-new-".to_vec();
+    let entry = cardbridge::vcard::photo::inline_entry(png.clone(), Some("image/png")).unwrap();
+    let with_new = cardbridge::vcard::photo::with_photo(&w.card, Some(entry));
+    let w2 = p
+        .update_with_base(FOLDER, &id, w.etag.as_deref(), Some(&w.card), &with_new)
+        .await
+        .unwrap();
+    let ops: Vec<String> = fake
+        .attachment_requests()
+        .into_iter()
+        .map(|r| r.op)
+        .collect();
+    assert_eq!(ops, ["DeleteAttachment", "CreateAttachment"]);
+    assert_eq!(fake.photo(&id), Some(("image/png".into(), png.clone())));
+    assert_eq!(
+        w2.etag,
+        fake.change_key(&id),
+        "the ChangeKey after the attachment"
+    );
+    assert_eq!(photo_of(&w2.card), Some(("image/png".into(), png.clone())));
+
+    // The next UpdateItem with that ChangeKey is no conflict, and the echo reads no attachment.
+    fake.clear_requests();
+    let w3 = p
+        .update_with_base(FOLDER, &id, w2.etag.as_deref(), Some(&w2.card), &w2.card)
+        .await
+        .unwrap();
+    let back = upserts(&pull_all(&p, cursor).await);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].etag, w3.etag);
+    assert_eq!(photo_of(&back[0].card), Some(("image/png".into(), png)));
+    assert!(
+        fake.attachment_requests().is_empty(),
+        "{:?}",
+        fake.requests()
+    );
+
+    // Removed from the card: DeleteAttachment.
+    fake.clear_requests();
+    let without = cardbridge::vcard::photo::with_photo(&w3.card, None);
+    let w4 = p
+        .update_with_base(FOLDER, &id, w3.etag.as_deref(), Some(&w3.card), &without)
+        .await
+        .unwrap();
+    let ops: Vec<String> = fake
+        .attachment_requests()
+        .into_iter()
+        .map(|r| r.op)
+        .collect();
+    assert_eq!(ops, ["DeleteAttachment"]);
+    assert_eq!(fake.photo(&id), None);
+    assert_eq!(photo_of(&w4.card), None);
+    assert_eq!(w4.etag, fake.change_key(&id));
+}
+
+#[tokio::test]
+async fn a_created_ews_contact_gets_its_photo_attachment() {
+    let (fake, p) = setup(100).await;
+    let c = cardbridge::vcard::photo::with_photo(
+        &card("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Photo Person\r\nEND:VCARD\r\n"),
+        Some(cardbridge::vcard::photo::inline_entry(JPEG.to_vec(), Some("image/jpeg")).unwrap()),
+    );
+    let w = p.create(FOLDER, &c, "crm-7").await.unwrap();
+    assert_eq!(
+        fake.photo(&w.id),
+        Some(("image/jpeg".into(), JPEG.to_vec()))
+    );
+    assert_eq!(w.etag, fake.change_key(&w.id));
+}

@@ -564,3 +564,77 @@ async fn update_without_a_known_etag_uses_the_current_one() {
         .unwrap_err();
     assert!(matches!(err, ProviderError::NotFound), "{err:?}");
 }
+
+// ------------------------------------------------------------------------------ photos
+
+const JPEG: &[u8] = include_bytes!("../fixtures/graph/photo.jpg");
+
+fn photo_uri(card: &cardbridge::vcard::VCard) -> Option<String> {
+    match cardbridge::vcard::photo::photo(card)? {
+        cardbridge::vcard::photo::Photo::Uri(u) => Some(u.to_string()),
+        cardbridge::vcard::photo::Photo::Inline { .. } => panic!("Google photos are URIs"),
+    }
+}
+
+/// New bytes go to `updateContactPhoto` (base64 `photoBytes`) and the written card carries the
+/// URL Google answers; writing that card back (an unchanged URI) sends no photo request; a
+/// removed photo goes to `deleteContactPhoto`.
+#[tokio::test]
+async fn photos_are_written_through_update_and_delete_contact_photo_without_echo() {
+    let s = setup(100).await;
+    let (fake, p) = (&s.fake, &s.provider);
+    let id = "people/c4242";
+    fake.put_person(
+        id,
+        json!({"resourceName": id, "names": [{"givenName": "Pho", "familyName": "To"}]}),
+    );
+    let held = p.fetch(GROUP_ALL, id).await.unwrap().unwrap();
+    assert_eq!(photo_uri(&held.card), None);
+
+    let entry = cardbridge::vcard::photo::inline_entry(JPEG.to_vec(), Some("image/jpeg")).unwrap();
+    let with = cardbridge::vcard::photo::with_photo(&held.card, Some(entry));
+    let w = p
+        .update_with_base(GROUP_ALL, id, held.etag.as_deref(), Some(&held.card), &with)
+        .await
+        .unwrap();
+    let reqs = fake.photo_requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].method, "PATCH");
+    assert!(reqs[0].path.ends_with(&format!("{id}:updateContactPhoto")));
+    assert_eq!(reqs[0].status, 200);
+    assert_eq!(fake.uploaded_photo(id).as_deref(), Some(JPEG));
+    let url = photo_uri(&w.card).expect("the written card carries Google's photo URL");
+    assert!(
+        url.starts_with("https://lh3.googleusercontent.com/"),
+        "{url}"
+    );
+    assert_eq!(w.etag.as_deref(), fake.person(id).unwrap()["etag"].as_str());
+
+    // The card as Google holds it, pushed again with another edit: no photo request.
+    fake.clear_requests();
+    let w2 = p
+        .update_with_base(GROUP_ALL, id, w.etag.as_deref(), Some(&w.card), &w.card)
+        .await
+        .unwrap();
+    assert!(fake.photo_requests().is_empty(), "{:?}", fake.requests());
+    assert_eq!(photo_uri(&w2.card).as_deref(), Some(url.as_str()));
+    // A pull reads the same URI back: nothing for the engine to see as a change.
+    let back = p.fetch(GROUP_ALL, id).await.unwrap().unwrap();
+    assert_eq!(back.card, w2.card);
+    assert_eq!(back.etag, w2.etag);
+
+    // Removed from the card: deleteContactPhoto.
+    fake.clear_requests();
+    let without = cardbridge::vcard::photo::with_photo(&w2.card, None);
+    let w3 = p
+        .update_with_base(GROUP_ALL, id, w2.etag.as_deref(), Some(&w2.card), &without)
+        .await
+        .unwrap();
+    let reqs = fake.photo_requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].method, "DELETE");
+    assert!(reqs[0].path.ends_with(&format!("{id}:deleteContactPhoto")));
+    assert_eq!(fake.uploaded_photo(id), None);
+    assert!(fake.person(id).unwrap().get("photos").is_none());
+    assert_eq!(photo_uri(&w3.card), None);
+}

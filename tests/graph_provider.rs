@@ -149,8 +149,10 @@ async fn full_sync_of_2000_contacts_across_pages() {
         "{last}"
     );
 
+    // One photo GET per contact the listing returned (O(changes)), none for anything else.
+    let (photos, reqs): (Vec<_>, Vec<_>) = fake.requests().into_iter().partition(|r| r.is_photo());
+    assert_eq!(photos.len(), 2000);
     // $select on the first call only; Prefer on every call; links followed verbatim.
-    let reqs = fake.requests();
     assert_eq!(reqs.len(), pages.len());
     assert!(reqs[0].uri.contains("%24select=") || reqs[0].uri.contains("$select="));
     assert!(reqs[1..]
@@ -357,7 +359,10 @@ async fn own_writes_replay_with_the_written_etag_and_keep_the_crm_id() {
     // The fetch path expands the extended property.
     let fetch_req = {
         p.fetch(FOLDER, &w.id).await.unwrap().unwrap();
-        fake.requests().pop().unwrap()
+        fake.requests()
+            .into_iter()
+            .rfind(|r| !r.is_photo())
+            .unwrap()
     };
     assert!(fetch_req.uri.contains("expand"));
 }
@@ -369,7 +374,11 @@ async fn throttling_waits_for_retry_after() {
     fake.throttle_next(1, 1);
     let item = p.fetch(FOLDER, &id).await.unwrap().unwrap();
     assert_eq!(fn_of(&item.card), "T");
-    let reqs = fake.requests();
+    let reqs: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| !r.is_photo())
+        .collect();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].status, 429);
     assert_eq!(reqs[1].status, 200);
@@ -414,9 +423,14 @@ async fn never_more_than_four_requests_in_flight_per_mailbox() {
     for t in tasks {
         assert!(t.await.unwrap().unwrap().is_some());
     }
+    // Each fetch is the contact and its photo (404: it has none).
     let reqs = fake.requests();
-    assert_eq!(reqs.len(), 16, "no request was throttled and retried");
-    assert!(reqs.iter().all(|r| r.status == 200));
+    assert_eq!(reqs.len(), 32, "no request was throttled and retried");
+    assert!(reqs.iter().all(|r| if r.is_photo() {
+        r.status == 404
+    } else {
+        r.status == 200
+    }));
     assert_eq!(fake.max_in_flight(), 4);
 }
 
@@ -497,7 +511,12 @@ async fn a_401_refreshes_the_token_once() {
     let p = provider_for(&fake, "refresh@contoso.com", 10, tokens.clone());
     assert!(p.fetch(FOLDER, &id).await.unwrap().is_some());
     assert_eq!(tokens.invalidated.load(Ordering::SeqCst), 1);
-    let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = fake
+        .requests()
+        .iter()
+        .filter(|r| !r.is_photo())
+        .map(|r| r.status)
+        .collect();
     assert_eq!(statuses, [401, 200]);
 
     // A token the server keeps refusing: one refresh, then CredentialsRejected.
@@ -587,4 +606,200 @@ async fn a_revoked_grant_surfaces_as_needs_reauthorization_without_requests() {
     );
     assert!(!err.is_transient());
     assert!(fake.requests().is_empty());
+}
+
+// ------------------------------------------------------------------------------ photos
+
+const PHOTO_JPG: &[u8] = include_bytes!("../fixtures/graph/photo.jpg");
+
+fn photo_requests(fake: &FakeGraph) -> Vec<graph_fake::Recorded> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.is_photo())
+        .collect()
+}
+
+fn photo_of(card: &VCard) -> Option<(String, Vec<u8>)> {
+    match cardbridge::vcard::photo::photo(card)? {
+        cardbridge::vcard::photo::Photo::Inline { media_type, bytes } => {
+            Some((media_type.to_string(), bytes.to_vec()))
+        }
+        cardbridge::vcard::photo::Photo::Uri(u) => panic!("a URI photo from Graph: {u}"),
+    }
+}
+
+fn items(pages: &[Page]) -> Vec<cardbridge::providers::RemoteItem> {
+    pages
+        .iter()
+        .flat_map(|p| &p.changes)
+        .filter_map(|c| match c {
+            RemoteChange::Upsert(i) => Some(i.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn photos_are_read_for_created_and_updated_contacts_only() {
+    let (fake, p) = setup(2).await;
+    let ids = fake.seed(FOLDER, 0, 3);
+    fake.set_photo(&ids[1], "image/jpeg", PHOTO_JPG);
+    let pages = pull_all(&p, None).await;
+    let got = items(&pages);
+    assert_eq!(got.len(), 3);
+    for it in &got {
+        if it.id == ids[1] {
+            assert_eq!(
+                photo_of(&it.card),
+                Some(("image/jpeg".into(), PHOTO_JPG.to_vec()))
+            );
+            let text = cardbridge::vcard::write_v4(&it.card);
+            assert!(
+                text.contains("PHOTO:data:image/jpeg;base64,/9j/4AAQ"),
+                "{text}"
+            );
+        } else {
+            assert_eq!(photo_of(&it.card), None, "{}", it.id);
+        }
+    }
+    // One GET per contact the listing returned, on the folder path; 404 for those without.
+    let reqs = photo_requests(&fake);
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    assert!(reqs.iter().all(|r| r.method == "GET"
+        && r.uri
+            .contains(&format!("/me/contactFolders/{FOLDER}/contacts/"))));
+    assert_eq!(reqs.iter().filter(|r| r.status == 404).count(), 2);
+    // One contact changes: one photo GET; nothing changes: none.
+    let cursor = pages.last().unwrap().cursor.clone();
+    fake.clear_requests();
+    fake.edit_contact(&ids[2], json!({"jobTitle": "Boss"}));
+    let pages = pull_all(&p, cursor).await;
+    assert_eq!(upsert_ids(&pages), vec![ids[2].clone()]);
+    assert_eq!(photo_requests(&fake).len(), 1);
+    let cursor = pages.last().unwrap().cursor.clone();
+    fake.clear_requests();
+    let pages = pull_all(&p, cursor).await;
+    assert!(upsert_ids(&pages).is_empty());
+    assert!(photo_requests(&fake).is_empty());
+}
+
+#[tokio::test]
+async fn an_oversize_photo_is_left_off_the_card_without_failing_the_pull() {
+    let (fake, p) = setup(10).await;
+    let ids = fake.seed(FOLDER, 0, 2);
+    let big = vec![0xAB; cardbridge::vcard::photo::MAX_PHOTO_BYTES + 1];
+    fake.set_photo(&ids[0], "image/jpeg", &big);
+    // Exactly at the bound: kept.
+    let max = vec![0xCD; cardbridge::vcard::photo::MAX_PHOTO_BYTES];
+    fake.set_photo(&ids[1], "image/jpeg", &max);
+    let got = items(&pull_all(&p, None).await);
+    assert_eq!(got.len(), 2);
+    let card_of = |id: &str| &got.iter().find(|i| i.id == id).unwrap().card;
+    assert_eq!(photo_of(card_of(&ids[0])), None);
+    assert_eq!(
+        photo_of(card_of(&ids[1])),
+        Some(("image/jpeg".into(), max.clone()))
+    );
+}
+
+#[tokio::test]
+async fn a_changed_photo_is_put_an_unchanged_one_is_not_and_removal_keeps_it() {
+    let (fake, p) = setup(10).await;
+    let ids = fake.seed(FOLDER, 0, 1);
+    let id = ids[0].clone();
+    fake.set_photo(&id, "image/jpeg", PHOTO_JPG);
+    let held = p.fetch(FOLDER, &id).await.unwrap().unwrap();
+    assert!(photo_of(&held.card).is_some());
+
+    // An edit of a phone: no photo request at all, the photo stays.
+    fake.clear_requests();
+    let mut edited = held.card.clone();
+    edited.entries.push(
+        cardbridge::vcard::VCardEntry::new(VCardProperty::Tel)
+            .with_value("+1 555 0100".to_string()),
+    );
+    let w = p
+        .update_with_base(FOLDER, &id, held.etag.as_deref(), Some(&held.card), &edited)
+        .await
+        .unwrap();
+    assert!(photo_requests(&fake).is_empty(), "{:?}", fake.requests());
+    assert_eq!(fake.photo(&id).unwrap().1, PHOTO_JPG);
+    assert_eq!(photo_of(&w.card), photo_of(&held.card));
+
+    // A new photo: one PUT with the bytes and their Content-Type, then the new etag is read
+    // so the next If-Match is not a false conflict.
+    fake.clear_requests();
+    let png = b"\x89PNG\r\n\x1a\n-new-photo-".to_vec();
+    let entry = cardbridge::vcard::photo::inline_entry(png.clone(), Some("image/png")).unwrap();
+    let with_new = cardbridge::vcard::photo::with_photo(&w.card, Some(entry));
+    let w2 = p
+        .update_with_base(FOLDER, &id, w.etag.as_deref(), Some(&w.card), &with_new)
+        .await
+        .unwrap();
+    let reqs = photo_requests(&fake);
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].method, "PUT");
+    assert_eq!(reqs[0].content_type.as_deref(), Some("image/png"));
+    assert_eq!(reqs[0].body_len, png.len());
+    assert_eq!(reqs[0].status, 200);
+    assert_eq!(fake.photo(&id), Some(("image/png".into(), png.clone())));
+    assert_eq!(photo_of(&w2.card), Some(("image/png".into(), png.clone())));
+    assert_eq!(
+        w2.etag.as_deref(),
+        fake.contact(&id).unwrap()["@odata.etag"].as_str()
+    );
+
+    // Our own write comes back in the next delta: its photo is known, not read again.
+    let cursor = {
+        let pages = pull_all(&p, None).await;
+        pages.last().unwrap().cursor.clone()
+    };
+    fake.clear_requests();
+    let w3 = p
+        .update_with_base(FOLDER, &id, w2.etag.as_deref(), Some(&w2.card), &w2.card)
+        .await
+        .unwrap();
+    let pages = pull_all(&p, cursor).await;
+    let back = items(&pages);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].etag, w3.etag);
+    assert_eq!(
+        photo_of(&back[0].card),
+        Some(("image/png".into(), png.clone()))
+    );
+    assert!(photo_requests(&fake).is_empty(), "{:?}", fake.requests());
+
+    // Removal: Graph cannot delete a contact photo; nothing is sent and the card says so.
+    fake.clear_requests();
+    let without = cardbridge::vcard::photo::with_photo(&w3.card, None);
+    let w4 = p
+        .update_with_base(FOLDER, &id, w3.etag.as_deref(), Some(&w3.card), &without)
+        .await
+        .unwrap();
+    assert!(photo_requests(&fake).is_empty());
+    assert_eq!(fake.photo(&id).unwrap().1, png);
+    assert_eq!(photo_of(&w4.card), Some(("image/png".into(), png)));
+}
+
+#[tokio::test]
+async fn a_created_contact_gets_its_photo() {
+    let (fake, p) = setup(10).await;
+    let c = cardbridge::vcard::read_normalized(&format!(
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Photo Person\r\nPHOTO:data:image/jpeg;base64,{}\r\nEND:VCARD\r\n",
+        {
+            use base64::Engine as _;
+            base64::prelude::BASE64_STANDARD.encode(PHOTO_JPG)
+        }
+    ))
+    .cards
+    .remove(0);
+    let w = p.create(FOLDER, &c, "crm-9").await.unwrap();
+    assert_eq!(
+        fake.photo(&w.id),
+        Some(("image/jpeg".into(), PHOTO_JPG.to_vec()))
+    );
+    assert_eq!(
+        w.etag.as_deref(),
+        fake.contact(&w.id).unwrap()["@odata.etag"].as_str()
+    );
 }

@@ -330,3 +330,174 @@ async fn a_graph_contact_created_before_a_crash_is_linked_back_not_duplicated() 
     }
     assert!(hit > 0, "some crash fell between the create and its commit");
 }
+
+// ------------------------------------------------------------------------------ photos
+
+const GRAPH_PHOTO: &[u8] = include_bytes!("../fixtures/graph/photo.jpg");
+
+fn inline_photo(card: &cardbridge::vcard::VCard) -> Option<Vec<u8>> {
+    match cardbridge::vcard::photo::photo(card)? {
+        cardbridge::vcard::photo::Photo::Inline { bytes, .. } => Some(bytes.to_vec()),
+        cardbridge::vcard::photo::Photo::Uri(_) => None,
+    }
+}
+
+/// A Graph contact's photo comes in with the pull and is kept in the engine's remote card; a
+/// CRM edit pushed to it makes no photo request and leaves the photo as it was; the runs after
+/// make no photo request either (our own PATCH coming back in the delta is not re-read).
+#[tokio::test]
+async fn graph_photo_is_pulled_kept_across_a_crm_edit_and_never_echoed() {
+    let (fake, provider) = graph().await;
+    let id = fake.put_contact(
+        FOLDER,
+        json!({"givenName": "Ada", "surname": "Lovelace", "displayName": "Ada Lovelace",
+               "mobilePhone": "+44 20 7946 0000"}),
+    );
+    fake.set_photo(&id, "image/jpeg", GRAPH_PHOTO);
+    let store = Arc::new(MapStore::default());
+    let (crm, alice, _) = crm_with_users(store.clone()).await;
+    let c = conn(alice.id, ProviderKind::Graph, FOLDER, Direction::TwoWay);
+    let s = execute::run(&c, &provider, &crm, store.as_ref())
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let rec = cardbridge::sync::state::item(store.as_ref(), c.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        inline_photo(&rec.card().unwrap()).as_deref(),
+        Some(GRAPH_PHOTO)
+    );
+    let photo_reqs = |fake: &graph_fake::FakeGraph| {
+        fake.requests()
+            .into_iter()
+            .filter(|r| r.is_photo())
+            .collect::<Vec<_>>()
+    };
+
+    // A CRM edit of the phone reaches Graph with no photo request at all.
+    let p = crm.list_persons(None, 10).await.unwrap().persons.remove(0);
+    let mut f = p.fields();
+    f.phones[0].value = "+44 20 7946 0001".into();
+    crm.update_person(p.id, p.version, f, p.acl())
+        .await
+        .unwrap();
+    fake.clear_requests();
+    let s = execute::run(&c, &provider, &crm, store.as_ref())
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(
+        fake.contact(&id).unwrap()["mobilePhone"],
+        "+44 20 7946 0001"
+    );
+    assert!(photo_reqs(&fake).is_empty(), "{:?}", fake.requests());
+    assert_eq!(fake.photo(&id).unwrap().1, GRAPH_PHOTO);
+    let rec = cardbridge::sync::state::item(store.as_ref(), c.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        inline_photo(&rec.card().unwrap()).as_deref(),
+        Some(GRAPH_PHOTO)
+    );
+
+    // The next runs: the delta returns our own PATCH; no photo request, nothing written.
+    for _ in 0..2 {
+        fake.clear_requests();
+        let s = execute::run(&c, &provider, &crm, store.as_ref())
+            .await
+            .unwrap();
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.counts.updated() + s.counts.deleted(), 0, "{s:?}");
+        assert!(photo_reqs(&fake).is_empty(), "{:?}", fake.requests());
+        assert!(
+            fake.requests().iter().all(|r| r.method == "GET"),
+            "{:?}",
+            fake.requests()
+        );
+    }
+
+    // A photo changed in Outlook flows into the stored card.
+    let newer = b"\xff\xd8\xff\xe0-newer-".to_vec();
+    fake.set_photo(&id, "image/jpeg", &newer);
+    execute::run(&c, &provider, &crm, store.as_ref())
+        .await
+        .unwrap();
+    let rec = cardbridge::sync::state::item(store.as_ref(), c.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inline_photo(&rec.card().unwrap()), Some(newer));
+}
+
+/// A Google photo (a URI) comes in with the pull and is kept in the engine's remote card; a
+/// CRM edit pushed to that contact makes no photo request (the URI is never pushed back as
+/// bytes), and neither does the next run.
+#[tokio::test]
+async fn google_photo_uri_is_kept_across_a_crm_edit_and_never_pushed_back() {
+    let (fake, provider) = google().await;
+    let id = "people/c901";
+    let url = "https://lh3.googleusercontent.com/contacts/ABCdef123";
+    fake.put_person(
+        id,
+        json!({
+            "resourceName": id,
+            "names": [{"givenName": "Ada", "familyName": "Lovelace", "displayName": "Ada Lovelace"}],
+            "phoneNumbers": [{"value": "+1 202 555 0143", "type": "mobile"}],
+            "photos": [{"metadata": {"primary": true, "source": {"type": "CONTACT", "id": "901"}}, "url": url}],
+            "memberships": [{"contactGroupMembership": {"contactGroupId": "myContacts",
+                "contactGroupResourceName": "contactGroups/myContacts"}}]
+        }),
+    );
+    let store = Arc::new(MapStore::default());
+    let (crm, alice, _) = crm_with_users(store.clone()).await;
+    let c = conn(alice.id, ProviderKind::Google, GROUP_ALL, Direction::TwoWay);
+    let s = execute::run(&c, &provider, &crm, store.as_ref())
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let stored_photo =
+        |rec: cardbridge::sync::state::ItemRecord| match cardbridge::vcard::photo::photo(
+            &rec.card().unwrap(),
+        ) {
+            Some(cardbridge::vcard::photo::Photo::Uri(u)) => Some(u.to_string()),
+            _ => None,
+        };
+    let rec = cardbridge::sync::state::item(store.as_ref(), c.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored_photo(rec).as_deref(), Some(url));
+
+    let p = crm.list_persons(None, 10).await.unwrap().persons.remove(0);
+    let mut f = p.fields();
+    f.phones[0].value = "+1 202 555 0144".into();
+    crm.update_person(p.id, p.version, f, p.acl())
+        .await
+        .unwrap();
+    for run in 0..2 {
+        fake.clear_requests();
+        let s = execute::run(&c, &provider, &crm, store.as_ref())
+            .await
+            .unwrap();
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert!(
+            fake.photo_requests().is_empty(),
+            "run {run}: {:?}",
+            fake.requests()
+        );
+        if run == 1 {
+            assert_eq!(s.counts.updated() + s.counts.deleted(), 0, "{s:?}");
+        }
+    }
+    let person = fake.person(id).unwrap();
+    assert_eq!(person["phoneNumbers"][0]["value"], "+1 202 555 0144");
+    assert_eq!(person["photos"][0]["url"], url);
+    let rec = cardbridge::sync::state::item(store.as_ref(), c.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored_photo(rec).as_deref(), Some(url));
+}

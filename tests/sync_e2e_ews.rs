@@ -327,3 +327,72 @@ async fn a_wrong_ntlm_password_stops_the_run_without_retrying() {
     assert!(err.to_string().contains("credentials rejected"), "{err}");
     assert_eq!(fake.requests().len(), 2, "one handshake, no retry loop");
 }
+
+const JPEG: &[u8] = include_bytes!("../fixtures/graph/photo.jpg");
+
+/// The inline photo of the remote card the engine keeps for `id`.
+async fn stored_photo(store: &MapStore, conn: u64, id: &str) -> Option<Vec<u8>> {
+    let rec = cardbridge::sync::state::item(store, conn, id)
+        .await
+        .unwrap()
+        .unwrap();
+    match cardbridge::vcard::photo::photo(&rec.card().unwrap()) {
+        Some(cardbridge::vcard::photo::Photo::Inline { bytes, .. }) => Some(bytes.to_vec()),
+        _ => None,
+    }
+}
+
+/// An Exchange contact's photo attachment comes in with the pull and is kept in the engine's
+/// remote card; a CRM edit pushed to it sends no attachment request and leaves the photo; the
+/// next runs send none either (the echo of our own UpdateItem reads no attachment).
+#[tokio::test]
+async fn ews_photo_is_pulled_kept_across_a_crm_edit_and_never_echoed() {
+    let (fake, provider) = ews("s3cret").await;
+    let id = fake.put_contact(FOLDER, GRACE);
+    fake.set_photo(&id, "image/jpeg", JPEG);
+    let store = Arc::new(MapStore::default());
+    let (crm, alice, _) = crm_with_users(store.clone()).await;
+    let c = conn(alice.id, Direction::TwoWay);
+    let s = execute::run(&c, &provider, &crm, store.as_ref())
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(stored_photo(&store, c.id, &id).await.as_deref(), Some(JPEG));
+
+    let p = crm.list_persons(None, 10).await.unwrap().persons.remove(0);
+    let mut f = p.fields();
+    f.phones[0].value = "+1 202 555 0100".into();
+    crm.update_person(p.id, p.version, f, p.acl())
+        .await
+        .unwrap();
+    fake.clear_requests();
+    let s = execute::run(&c, &provider, &crm, store.as_ref())
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(
+        fake.entry(&id, "PhoneNumbers", "MobilePhone").as_deref(),
+        Some("+1 202 555 0100")
+    );
+    assert!(
+        fake.attachment_requests().is_empty(),
+        "{:?}",
+        fake.requests()
+    );
+    assert_eq!(fake.photo(&id).unwrap().1, JPEG);
+    assert_eq!(stored_photo(&store, c.id, &id).await.as_deref(), Some(JPEG));
+
+    for _ in 0..2 {
+        fake.clear_requests();
+        let s = execute::run(&c, &provider, &crm, store.as_ref())
+            .await
+            .unwrap();
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.counts.updated() + s.counts.deleted(), 0, "{s:?}");
+        assert!(
+            fake.attachment_requests().is_empty(),
+            "{:?}",
+            fake.requests()
+        );
+    }
+}

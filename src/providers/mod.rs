@@ -229,8 +229,61 @@ pub trait Provider: Send + Sync {
         etag: Option<&str>,
         card: &VCard,
     ) -> Result<Written, ProviderError>;
+    /// [`Provider::update`] knowing `held`: the card as the provider held it when the engine
+    /// last agreed with it (its stored remote card). A provider that keeps part of a contact
+    /// behind its own endpoint (the photo of Graph, EWS and Google) compares `card` with `held`
+    /// and sends that part only when it changed, so that an edit of a phone never re-uploads or
+    /// deletes the photo. `None` means nothing is known: such a provider then writes what
+    /// `card` carries and removes nothing. The engine calls this; the default is
+    /// [`Provider::update`], for providers whose card carries everything.
+    async fn update_with_base(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        held: Option<&VCard>,
+        card: &VCard,
+    ) -> Result<Written, ProviderError> {
+        let _ = held;
+        self.update(group, id, etag, card).await
+    }
     /// Deletes an item if its version is still `etag`.
     async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError>;
+}
+
+/// The photos a provider wrote itself, by item id, with the version tag the write left: when a
+/// pull sees that very version again (our own write coming back), the photo is known without
+/// a photo request. Graph and EWS keep one per provider instance; bounded, so a run that
+/// writes more than [`OwnPhotoWrites::MAX`] items only re-reads a few more photos.
+#[derive(Debug, Default)]
+pub struct OwnPhotoWrites {
+    by_id: std::sync::Mutex<std::collections::HashMap<String, (String, Option<VCardEntry>)>>,
+}
+
+impl OwnPhotoWrites {
+    /// At most this many remembered writes.
+    pub const MAX: usize = 10_000;
+
+    /// Remembers that `id` is at `etag` holding `photo` (nothing without an etag).
+    pub fn remember(&self, id: &str, etag: Option<&str>, photo: Option<VCardEntry>) {
+        let Some(etag) = etag else { return };
+        let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(id.to_owned(), (etag.to_owned(), photo));
+    }
+
+    /// The photo of our own write of `id` when the provider now reports it at that same
+    /// `etag`; forgets the entry either way.
+    pub fn take(&self, id: &str, etag: Option<&str>) -> Option<Option<VCardEntry>> {
+        let (known, photo) = self
+            .by_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)?;
+        (etag == Some(known.as_str())).then_some(photo)
+    }
 }
 
 /// `remote` (a card read back from a provider) with `overflow` (the properties of the base card

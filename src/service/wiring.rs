@@ -706,6 +706,21 @@ impl Provider for KeepsRotatedToken {
         self.keep().await;
         r
     }
+    async fn update_with_base(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        held: Option<&VCard>,
+        card: &VCard,
+    ) -> Result<Written, ProviderError> {
+        let r = self
+            .inner
+            .update_with_base(group, id, etag, held, card)
+            .await;
+        self.keep().await;
+        r
+    }
     async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError> {
         let r = self.inner.delete(group, id, etag).await;
         self.keep().await;

@@ -925,7 +925,7 @@ impl<'a> Engine<'a> {
                     pending = self.commit_pending(cx, plan, &card).await?.or(pending);
                     let w = self
                         .provider
-                        .update(&self.conn.group, id, if_match.as_deref(), &card)
+                        .update_with_base(&self.conn.group, id, if_match.as_deref(), cx.card, &card)
                         .await
                         .map_err(provider_stop)?;
                     let stored = self.as_stored(&w.card, &card);

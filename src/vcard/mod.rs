@@ -40,6 +40,7 @@ pub mod fingerprint;
 pub mod jcard;
 pub mod names;
 pub mod normalize;
+pub mod photo;
 pub mod read;
 pub mod write;
 

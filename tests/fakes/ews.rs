@@ -112,6 +112,8 @@ struct Stored {
     change_key: String,
     /// Sequence number of the last change.
     seq: u64,
+    /// The contact photo attachment: (AttachmentId, ContentType, bytes).
+    photo: Option<(String, String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -416,6 +418,29 @@ impl FakeEws {
             .map(|v| v.text.clone())
     }
 
+    /// Sets the contact photo as Outlook would (an attachment; new ChangeKey).
+    pub fn set_photo(&self, id: &str, content_type: &str, bytes: &[u8]) {
+        self.lock()
+            .set_photo(id, Some((content_type.into(), bytes.to_vec())));
+    }
+
+    /// The contact photo: (content type, bytes).
+    pub fn photo(&self, id: &str) -> Option<(String, Vec<u8>)> {
+        self.lock()
+            .contacts
+            .get(id)
+            .and_then(|c| c.photo.clone())
+            .map(|(_, ct, b)| (ct, b))
+    }
+
+    /// Requests to GetAttachment, CreateAttachment or DeleteAttachment.
+    pub fn attachment_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.op.ends_with("Attachment"))
+            .collect()
+    }
+
     /// The current ChangeKey.
     pub fn change_key(&self, id: &str) -> Option<String> {
         self.lock().contacts.get(id).map(|c| c.change_key.clone())
@@ -538,9 +563,35 @@ impl Inner {
                     .collect(),
                 change_key: format!("EQAAABYAAACy8FYL{seq:010}"),
                 seq,
+                photo: None,
             },
         );
         id
+    }
+
+    /// A new ChangeKey for `id` (an attachment change modifies the item, MS-OXWSATT).
+    fn touch(&mut self, id: &str) -> Option<String> {
+        let seq = self.bump();
+        let c = self.contacts.get_mut(id)?;
+        c.change_key = format!("EQAAABYAAACy8FYL{seq:010}");
+        c.seq = seq;
+        Some(c.change_key.clone())
+    }
+
+    /// Sets (or removes) the contact photo of `id`; returns the item's new ChangeKey.
+    fn set_photo(&mut self, id: &str, photo: Option<(String, Vec<u8>)>) -> Option<String> {
+        self.next_id += 1;
+        let att = format!("AAMkADc3MWUyMGQ1LTdhZjQtNDE0OS1iATT{:06}=", self.next_id);
+        self.contacts.get_mut(id)?.photo = photo.map(|(ct, b)| (att, ct, b));
+        self.touch(id)
+    }
+
+    /// The contact owning attachment `att`.
+    fn owner_of(&self, att: &str) -> Option<String> {
+        self.contacts
+            .iter()
+            .find(|(_, c)| c.photo.as_ref().is_some_and(|p| p.0 == att))
+            .map(|(id, _)| id.clone())
     }
 
     fn folder_id(&self, r: &Element) -> Option<String> {
@@ -568,12 +619,30 @@ impl Inner {
                     .with_attr("ChangeKey", "AQAAAA=="),
             )
             .with_child(t("ItemClass").with_text("IPM.Contact"));
+        if let Some((att, ct, bytes)) = &c.photo {
+            // ItemType lists attachments (no content) right after Body/ItemClass.
+            e.push(
+                t("Attachments").with_child(
+                    t("FileAttachment")
+                        .with_child(t("AttachmentId").with_attr("Id", att.clone()))
+                        .with_child(t("Name").with_text("ContactPicture.jpg"))
+                        .with_child(t("ContentType").with_text(ct.clone()))
+                        .with_child(t("Size").with_text(bytes.len().to_string()))
+                        .with_child(t("IsInline").with_text("false"))
+                        .with_child(t("IsContactPhoto").with_text("true")),
+                ),
+            );
+        }
         for p in &c.props {
             if p.name == "ExtendedProperty" && !with_ext {
                 continue;
             }
+            if p.name == "HasPicture" {
+                continue;
+            }
             e.push(p.clone());
         }
+        e.push(t("HasPicture").with_text(if c.photo.is_some() { "true" } else { "false" }));
         e
     }
 
@@ -983,6 +1052,9 @@ fn route(
         "CreateItem" => create_item(g, &req),
         "UpdateItem" => update_item(g, &req, rec),
         "DeleteItem" => delete_item(g, &req),
+        "GetAttachment" => get_attachment(g, &req),
+        "CreateAttachment" => create_attachment(g, &req),
+        "DeleteAttachment" => delete_attachment(g, &req),
         _ => return (StatusCode::BAD_REQUEST, vec![], String::new()),
     };
     if rec.code.is_none() {
@@ -1184,6 +1256,130 @@ fn get_item(g: &mut Inner, req: &Element, rec: &mut Recorded) -> Answer {
         })
         .collect();
     answer("GetItem", messages)
+}
+
+fn attachment_ids(req: &Element) -> Vec<String> {
+    child(req, "AttachmentIds")
+        .map(|l| {
+            l.children
+                .iter()
+                .filter_map(|i| i.attr("Id").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// GetAttachment (MS-OXWSATT §3.1.4.3): one message per id, the file with base64 `Content`.
+fn get_attachment(g: &mut Inner, req: &Element) -> Answer {
+    let messages = attachment_ids(req)
+        .iter()
+        .map(|att| {
+            let file = g.owner_of(att).and_then(|id| g.contacts[&id].photo.clone());
+            match file {
+                Some((att, ct, bytes)) => message("GetAttachment", "Success", "NoError")
+                    .with_child(
+                        m("Attachments").with_child(
+                            t("FileAttachment")
+                                .with_child(t("AttachmentId").with_attr("Id", att))
+                                .with_child(t("Name").with_text("ContactPicture.jpg"))
+                                .with_child(t("ContentType").with_text(ct))
+                                .with_child(t("Size").with_text(bytes.len().to_string()))
+                                .with_child(t("IsInline").with_text("false"))
+                                .with_child(t("IsContactPhoto").with_text("true"))
+                                .with_child(t("Content").with_text(
+                                    base64::engine::general_purpose::STANDARD.encode(&bytes),
+                                )),
+                        ),
+                    ),
+                None => message("GetAttachment", "Error", "ErrorItemNotFound")
+                    .with_child(m("Attachments")),
+            }
+        })
+        .collect();
+    answer("GetAttachment", messages)
+}
+
+/// CreateAttachment (MS-OXWSATT §3.1.4.1) of a contact photo: the FileAttachment must carry
+/// `IsContactPhoto` true, an image `ContentType` and base64 `Content`; it replaces the item's
+/// photo and gives the item a new ChangeKey, answered as `RootItemChangeKey`.
+fn create_attachment(g: &mut Inner, req: &Element) -> Answer {
+    let parent = child(req, "ParentItemId");
+    let Some(id) = parent.and_then(|p| p.attr("Id")).map(str::to_string) else {
+        return answer(
+            "CreateAttachment",
+            vec![message("CreateAttachment", "Error", "ErrorInvalidRequest")],
+        );
+    };
+    let Some(c) = g.contacts.get(&id) else {
+        return answer(
+            "CreateAttachment",
+            vec![message("CreateAttachment", "Error", "ErrorItemNotFound")],
+        );
+    };
+    if parent
+        .and_then(|p| p.attr("ChangeKey"))
+        .is_some_and(|ck| ck != c.change_key)
+    {
+        return answer(
+            "CreateAttachment",
+            vec![message("CreateAttachment", "Error", "ErrorStaleObject")],
+        );
+    }
+    let file = child(req, "Attachments").and_then(|a| child(a, "FileAttachment"));
+    let text = |local: &str| {
+        file.and_then(|f| child(f, local))
+            .map(|e| e.text.trim().to_string())
+    };
+    let content = text("Content")
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .filter(|b| !b.is_empty());
+    let ct = text("ContentType").unwrap_or_default();
+    let (Some(bytes), true, true) = (
+        content,
+        text("IsContactPhoto").as_deref() == Some("true"),
+        ct.starts_with("image/"),
+    ) else {
+        return answer(
+            "CreateAttachment",
+            vec![message("CreateAttachment", "Error", "ErrorInvalidRequest")],
+        );
+    };
+    let ck = g.set_photo(&id, Some((ct, bytes))).unwrap();
+    let att = g.contacts[&id].photo.as_ref().unwrap().0.clone();
+    answer(
+        "CreateAttachment",
+        vec![
+            message("CreateAttachment", "Success", "NoError").with_child(
+                m("Attachments").with_child(
+                    t("FileAttachment").with_child(
+                        t("AttachmentId")
+                            .with_attr("Id", att)
+                            .with_attr("RootItemId", id)
+                            .with_attr("RootItemChangeKey", ck),
+                    ),
+                ),
+            ),
+        ],
+    )
+}
+
+/// DeleteAttachment (MS-OXWSATT §3.1.4.2): answers the item's new ChangeKey in `RootItemId`.
+fn delete_attachment(g: &mut Inner, req: &Element) -> Answer {
+    let messages = attachment_ids(req)
+        .iter()
+        .map(|att| match g.owner_of(att) {
+            Some(id) => {
+                let ck = g.set_photo(&id, None).unwrap();
+                message("DeleteAttachment", "Success", "NoError").with_child(
+                    m("RootItemId")
+                        .with_attr("RootItemId", id)
+                        .with_attr("RootItemChangeKey", ck),
+                )
+            }
+            None => message("DeleteAttachment", "Error", "ErrorItemNotFound"),
+        })
+        .collect();
+    answer("DeleteAttachment", messages)
 }
 
 fn written_message(op: &str, id: &str, ck: &str) -> Element {

@@ -77,6 +77,8 @@ struct State {
     throttle: Option<(u32, u64)>,
     rotate_refresh: bool,
     requests: Vec<Recorded>,
+    /// Photo bytes uploaded with `updateContactPhoto`, by resource name.
+    photo_bytes: HashMap<String, Vec<u8>>,
 }
 
 /// The running fake.
@@ -360,6 +362,19 @@ impl FakeGoogle {
         self.state.lock().unwrap().token_lifetime = secs;
     }
 
+    /// The bytes last uploaded with `updateContactPhoto` for `id`, while it has that photo.
+    pub fn uploaded_photo(&self, id: &str) -> Option<Vec<u8>> {
+        self.state.lock().unwrap().photo_bytes.get(id).cloned()
+    }
+
+    /// Requests to `updateContactPhoto` or `deleteContactPhoto`.
+    pub fn photo_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("ContactPhoto"))
+            .collect()
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
@@ -493,6 +508,64 @@ fn route(
                 .trim_end_matches(":updateContact")
                 .to_string();
             update_contact(st, &id, query, body_json())
+        }
+        (Method::PATCH, p)
+            if p.starts_with("/v1/people/") && p.ends_with(":updateContactPhoto") =>
+        {
+            let id = p
+                .trim_start_matches("/v1/")
+                .trim_end_matches(":updateContactPhoto")
+                .to_string();
+            let Some(body) = body_json() else {
+                return invalid_argument("Invalid JSON payload received.");
+            };
+            let Some(bytes) = body["photoBytes"]
+                .as_str()
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .filter(|b| !b.is_empty())
+            else {
+                return invalid_argument("Invalid value at 'photo_bytes' (TYPE_BYTES).");
+            };
+            let Some(stored) = st.people.get(&id).filter(|s| !s.deleted) else {
+                return error(StatusCode::NOT_FOUND, "error_not_found.json");
+            };
+            let mut person = stored.person.clone();
+            let hash = sha2::Sha256::digest(&bytes);
+            let url = format!(
+                "https://lh3.googleusercontent.com/contacts/{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash[..12])
+            );
+            let src_id = id.trim_start_matches("people/c").to_string();
+            person["photos"] = json!([{"metadata": {"primary": true, "source": {"type": "CONTACT", "id": src_id}}, "url": url}]);
+            st.photo_bytes.insert(id.clone(), bytes);
+            let stored = st.stamp(&id, person);
+            let fields = body["personFields"].as_str().unwrap_or("");
+            json_response(
+                StatusCode::OK,
+                json!({"person": filter_fields(&stored, fields)}).to_string(),
+            )
+        }
+        (Method::DELETE, p)
+            if p.starts_with("/v1/people/") && p.ends_with(":deleteContactPhoto") =>
+        {
+            let id = p
+                .trim_start_matches("/v1/")
+                .trim_end_matches(":deleteContactPhoto")
+                .to_string();
+            let Some(stored) = st.people.get(&id).filter(|s| !s.deleted) else {
+                return error(StatusCode::NOT_FOUND, "error_not_found.json");
+            };
+            let mut person = stored.person.clone();
+            if let Some(o) = person.as_object_mut() {
+                o.remove("photos");
+            }
+            st.photo_bytes.remove(&id);
+            let stored = st.stamp(&id, person);
+            let fields = query.get("personFields").map(String::as_str).unwrap_or("");
+            json_response(
+                StatusCode::OK,
+                json!({"person": filter_fields(&stored, fields)}).to_string(),
+            )
         }
         (Method::DELETE, p) if p.starts_with("/v1/people/") && p.ends_with(":deleteContact") => {
             let id = p

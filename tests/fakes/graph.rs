@@ -38,6 +38,10 @@ const FIX_429: &str = include_str!("../../fixtures/graph/error-429-throttled.jso
 const FIX_401: &str = include_str!("../../fixtures/graph/error-401-token.json");
 const FIX_400_EMAILS: &str = include_str!("../../fixtures/graph/error-400-too-many-emails.json");
 const FIX_404: &str = include_str!("../../fixtures/graph/error-404-item.json");
+const FIX_404_PHOTO: &str = include_str!("../../fixtures/graph/error-404-photo.json");
+const FIX_400_PHOTO_TYPE: &str = include_str!("../../fixtures/graph/error-400-photo-type.json");
+/// Graph's documented limit for a photo upload (profilePhoto update: 4 MB).
+pub const MAX_PHOTO_UPLOAD: usize = 4 * 1024 * 1024;
 const FIX_DELTA_PAGE: &str = include_str!("../../fixtures/graph/delta-page.json");
 const FIX_CONTACT: &str = include_str!("../../fixtures/graph/contact-full.json");
 const FIX_OAUTH_TOKEN: &str = include_str!("../../fixtures/graph/oauth-token.json");
@@ -95,6 +99,21 @@ pub struct Recorded {
     pub prefer: Option<String>,
     /// The status the fake answered.
     pub status: u16,
+    /// `Content-Type` of the request, if any.
+    pub content_type: Option<String>,
+    /// Length of the request body.
+    pub body_len: usize,
+}
+
+impl Recorded {
+    /// A request to a contact's `photo/$value`.
+    pub fn is_photo(&self) -> bool {
+        self.uri
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .ends_with("/photo/$value")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +130,8 @@ struct Stored {
     change_key: String,
     ext: Vec<Value>,
     deleted: bool,
+    /// The photo: media type and bytes.
+    photo: Option<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -265,6 +286,17 @@ impl FakeGraph {
         let mut g = self.lock();
         let patch = patch.as_object().cloned().unwrap_or_default();
         g.patch(id, patch);
+    }
+
+    /// Sets a contact's photo as if the user added one in Outlook (new changeKey).
+    pub fn set_photo(&self, id: &str, media_type: &str, bytes: &[u8]) {
+        let mut g = self.lock();
+        g.set_photo(id, Some((media_type.into(), bytes.to_vec())));
+    }
+
+    /// The contact's photo (media type, bytes), if it has one.
+    pub fn photo(&self, id: &str) -> Option<(String, Vec<u8>)> {
+        self.lock().contacts.get(id).and_then(|c| c.photo.clone())
     }
 
     /// Deletes a contact as if deleted in Outlook.
@@ -451,6 +483,7 @@ impl Inner {
                 change_key,
                 ext,
                 deleted: false,
+                photo: None,
             },
         );
         id
@@ -470,6 +503,14 @@ impl Inner {
                     c.props.insert(k, v);
                 }
             }
+            c.change_key = ck;
+        }
+    }
+
+    fn set_photo(&mut self, id: &str, photo: Option<(String, Vec<u8>)>) {
+        let ck = self.bump(id);
+        if let Some(c) = self.contacts.get_mut(id) {
+            c.photo = photo;
             c.change_key = ck;
         }
     }
@@ -671,6 +712,8 @@ async fn handle(
             if_match: header("if-match"),
             prefer: header("prefer"),
             status: resp.status().as_u16(),
+            content_type: header("content-type"),
+            body_len: body.len(),
         });
         resp
     };
@@ -751,6 +794,63 @@ fn route(
                 .map(|f| json!({"id": f.id, "displayName": f.name, "parentFolderId": fid}))
                 .collect();
             ok_json(StatusCode::OK, json!({"value": value}))
+        }
+        (Method::GET, ["v1.0", "me", "contactFolders", _, "contacts", id, "photo", "$value"])
+        | (Method::GET, ["v1.0", "me", "contacts", id, "photo", "$value"]) => {
+            let fid = folder_of(&segs);
+            match g
+                .contacts
+                .get(*id)
+                .filter(|c| !c.deleted && fid.is_none_or(|f| c.folder == f))
+            {
+                None => err(StatusCode::NOT_FOUND, FIX_404),
+                Some(Stored { photo: None, .. }) => err(StatusCode::NOT_FOUND, FIX_404_PHOTO),
+                Some(Stored {
+                    photo: Some((ct, bytes)),
+                    ..
+                }) => (
+                    StatusCode::OK,
+                    [("content-type", ct.clone())],
+                    bytes.clone(),
+                )
+                    .into_response(),
+            }
+        }
+        (
+            Method::PUT | Method::PATCH,
+            ["v1.0", "me", "contactFolders", _, "contacts", id, "photo", "$value"],
+        )
+        | (Method::PUT | Method::PATCH, ["v1.0", "me", "contacts", id, "photo", "$value"]) => {
+            let fid = folder_of(&segs);
+            if !g
+                .contacts
+                .get(*id)
+                .is_some_and(|c| !c.deleted && fid.is_none_or(|f| c.folder == f))
+            {
+                return err(StatusCode::NOT_FOUND, FIX_404);
+            }
+            let ct = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(|c| {
+                    c.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_default();
+            if !ct.starts_with("image/") || body.is_empty() {
+                return err(StatusCode::BAD_REQUEST, FIX_400_PHOTO_TYPE);
+            }
+            if body.len() > MAX_PHOTO_UPLOAD {
+                return ok_json(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({"error": {"code": "ErrorRequestEntityTooLarge", "message": "The photo is larger than 4 MB."}}),
+                );
+            }
+            g.set_photo(id, Some((ct, body.to_vec())));
+            StatusCode::OK.into_response()
         }
         (Method::GET, ["v1.0", "me", "contactFolders", fid, "contacts", "delta"]) => {
             delta(g, base, fid, &q, headers)
@@ -841,6 +941,14 @@ fn route(
             StatusCode::METHOD_NOT_ALLOWED,
             json!({"error": {"code": "ErrorInvalidRequest", "message": "The OData request is not supported."}}),
         ),
+    }
+}
+
+/// The folder of a `…/contactFolders/{fid}/contacts/…` path (`None` for `/me/contacts/…`).
+fn folder_of<'a>(segs: &[&'a str]) -> Option<&'a str> {
+    match segs {
+        ["v1.0", "me", "contactFolders", fid, ..] => Some(fid),
+        _ => None,
     }
 }
 

@@ -112,10 +112,38 @@ pub struct EwsContact {
     pub im_addresses: Vec<(String, String)>,
     /// `Categories`.
     pub categories: Vec<String>,
-    /// `HasPicture` (read only; the photo itself is an attachment and is not synced).
+    /// `HasPicture` (read only; the photo itself is [`EwsContact::photo`]).
     pub has_picture: bool,
+    /// The file attachment with `IsContactPhoto` true (its bytes come from `GetAttachment`;
+    /// the provider reads them and puts them on the card).
+    pub photo: Option<PhotoAttachment>,
     /// Our CRM id, from the extended property.
     pub crm_id: Option<String>,
+}
+
+/// A contact photo attachment as `GetItem` lists it (no content).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PhotoAttachment {
+    /// `AttachmentId Id`.
+    pub id: String,
+    /// `ContentType`.
+    pub content_type: Option<String>,
+}
+
+/// The first `t:FileAttachment` of `e`'s `t:Attachments` with `IsContactPhoto` true.
+fn photo_attachment(e: &Element) -> Option<PhotoAttachment> {
+    e.child(&t(el::ATTACHMENTS))?
+        .children
+        .iter()
+        .filter(|a| a.ns == NS_TYPES && a.name == el::FILE_ATTACHMENT)
+        .find(|a| child_text(a, el::IS_CONTACT_PHOTO).is_some_and(|v| v == "true"))
+        .and_then(|a| {
+            let id = a.child(&t(el::ATTACHMENT_ID))?.attr(attr::ID)?.to_string();
+            Some(PhotoAttachment {
+                id,
+                content_type: child_text(a, el::CONTENT_TYPE),
+            })
+        })
 }
 
 fn t(local: &'static str) -> QName {
@@ -165,6 +193,7 @@ impl EwsContact {
                 .map(|b| b.text.clone())
                 .filter(|s| !s.trim().is_empty()),
             has_picture: child_text(e, el::HAS_PICTURE).is_some_and(|v| v == "true"),
+            photo: photo_attachment(e),
             ..Default::default()
         };
         for (key, entry) in entries(e, el::EMAIL_ADDRESSES) {
@@ -591,7 +620,20 @@ pub fn to_ews(card: &VCard) -> ToEws {
         over(e, OverflowReason::SlotsFull(el::ITEM_BODY));
     }
     c.categories = categories_of(card);
-    for e in card.entries.iter().filter(|e| !is_mapped(&e.name)) {
+    // The first PHOTO is the contact-photo attachment (the provider's job); EWS holds one.
+    for e in card
+        .entries
+        .iter()
+        .filter(|e| e.name == VCardProperty::Photo)
+        .skip(1)
+    {
+        over(e, OverflowReason::SlotsFull(el::HAS_PICTURE));
+    }
+    for e in card
+        .entries
+        .iter()
+        .filter(|e| !is_mapped(&e.name) && e.name != VCardProperty::Photo)
+    {
         over(e, OverflowReason::Unsupported);
     }
     ToEws {
@@ -840,6 +882,34 @@ mod tests {
 
     fn card(text: &str) -> VCard {
         VCard::parse(text).unwrap()
+    }
+
+    /// GetItem lists the contact photo attachment (not the other file); with the bytes
+    /// GetAttachment answers, the card carries the same inline PHOTO as a CardDAV card.
+    #[test]
+    fn golden_ews_contact_with_photo() {
+        let c = contact_fixture("photo-contact.xml");
+        assert_eq!(
+            c.photo,
+            Some(PhotoAttachment {
+                id: "AAMkPHOTO=ATT1".into(),
+                content_type: Some("image/jpeg".into()),
+            })
+        );
+        assert!(c.has_picture);
+        let bytes = std::fs::read(fixtures().join("photo.jpg")).unwrap();
+        let photo = crate::vcard::photo::inline_entry(
+            bytes,
+            c.photo.as_ref().unwrap().content_type.as_deref(),
+        )
+        .unwrap();
+        let card = crate::vcard::photo::with_photo(&from_ews(&c).card, Some(photo));
+        golden(
+            &fixtures().join("photo-contact.expected.vcf"),
+            &crate::vcard::write_v4(&card),
+        );
+        // A contact without attachments has no photo.
+        assert_eq!(contact_fixture("contact-minimal.xml").photo, None);
     }
 
     #[test]

@@ -24,6 +24,19 @@
 //!   item back so the engine stores the ChangeKey and card the server holds.
 //! - Throttling and auth: see [`client`]; NTLM's connection-bound handshake: see [`ntlm`].
 //!
+//! - Photos (providers.md §4): the contact photo is the file attachment with `IsContactPhoto`
+//!   true that `GetItem` lists (`item:Attachments`). A pull reads the bytes with one
+//!   `GetAttachment` per `GetItem` batch, only for the created/updated contacts that have one,
+//!   and puts them on the card as an inline `PHOTO` ([`crate::vcard::photo`]; one over
+//!   `MAX_PHOTO_BYTES` is left off with a warning). A write compares the card's photo with the
+//!   one Exchange holds (the engine's stored card, [`Provider::update_with_base`]): unchanged →
+//!   no attachment request; changed → `DeleteAttachment` of the old photo, then
+//!   `CreateAttachment` (`ContactPicture.jpg`, `IsContactPhoto` true, base64 `Content`);
+//!   removed → `DeleteAttachment`. An attachment change gives the item a new ChangeKey: the
+//!   written etag is the `RootItemChangeKey` the last attachment call answered, so the next
+//!   `UpdateItem` is no false conflict, and the provider remembers it with the photo so the
+//!   `SyncFolderItems` echo of its own write reads no attachment.
+//!
 //! Slot overflow: as for Graph, [`Written::card`] is the stored card plus what EWS cannot hold,
 //! and [`mapping::reattach_overflow`] lets the engine do the same for pulled cards.
 
@@ -34,10 +47,11 @@ use async_trait::async_trait;
 
 use super::http::{AccessTokenSource, NetworkPolicy, RetryPolicy};
 use super::{
-    Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange, RemoteItem, SyncGroup,
-    SyncGroupKind, Written,
+    OwnPhotoWrites, Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange,
+    RemoteItem, SyncGroup, SyncGroupKind, Written,
 };
-use crate::vcard::VCard;
+use crate::vcard::photo::{inline_entry, photo_change, photo_entry, with_photo, PhotoChange};
+use crate::vcard::{VCard, VCardEntry};
 
 pub mod autodiscover;
 pub mod autodiscover_parse;
@@ -50,7 +64,9 @@ pub mod soap;
 pub use autodiscover::{autodiscover, Discovered};
 pub use client::EwsAuth;
 use client::{ews_error, EwsClient};
-use mapping::{contact_element, from_ews, reattach_overflow, to_ews, updates, EwsContact};
+use mapping::{
+    contact_element, from_ews, reattach_overflow, to_ews, updates, EwsContact, PhotoAttachment,
+};
 use names::{code, op, DISTINGUISHED_CONTACTS, FIND_COUNT_LIMIT, FOLDER_CLASS_CONTACT};
 use soap::{ConflictResolution, EwsError, SyncChange};
 
@@ -138,6 +154,8 @@ pub struct EwsProvider {
     client: EwsClient,
     page_size: u32,
     batch: usize,
+    /// Our own writes not yet seen by SyncFolderItems (their photo is known).
+    own_writes: OwnPhotoWrites,
 }
 
 fn parse_cursor(cursor: &str) -> (PullKind, &str) {
@@ -172,14 +190,13 @@ impl EwsProvider {
             )?,
             page_size: config.page_size.clamp(1, names::MAX_CHANGES_RETURNED_LIMIT),
             batch: config.get_item_batch.max(1),
+            own_writes: OwnPhotoWrites::default(),
         })
     }
 
-    /// Reads items by id, in batches; one result per id (`None`: the item is gone).
-    async fn get_items(
-        &self,
-        ids: &[String],
-    ) -> Result<HashMap<String, Result<Option<RemoteItem>, String>>, ProviderError> {
+    /// Reads items by id, in batches; one result per id (`None`: the item is gone), with the
+    /// contact-photo attachment it lists (its bytes are not read here).
+    async fn get_items(&self, ids: &[String]) -> Result<HashMap<String, ItemRead>, ProviderError> {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(self.batch) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -198,14 +215,17 @@ impl EwsProvider {
             for (id, result) in chunk.iter().zip(results) {
                 let value = match result {
                     Ok(element) => match EwsContact::from_element(&element) {
-                        Ok(contact) => Ok(Some(RemoteItem {
-                            id: contact
-                                .item_id
-                                .as_ref()
-                                .map_or_else(|| id.clone(), |i| i.id.clone()),
-                            etag: contact.etag(),
-                            card: from_ews(&contact).card,
-                        })),
+                        Ok(contact) => Ok(Some((
+                            RemoteItem {
+                                id: contact
+                                    .item_id
+                                    .as_ref()
+                                    .map_or_else(|| id.clone(), |i| i.id.clone()),
+                                etag: contact.etag(),
+                                card: from_ews(&contact).card,
+                            },
+                            contact.photo.clone(),
+                        ))),
                         Err(reason) => Err(reason),
                     },
                     Err(e) if e.code() == Some(code::ITEM_NOT_FOUND) => Ok(None),
@@ -215,6 +235,109 @@ impl EwsProvider {
             }
         }
         Ok(out)
+    }
+
+    /// Puts each item's photo on its card: known from our own write at that ChangeKey, else
+    /// read with one `GetAttachment` per batch. A photo that cannot be read or is too large is
+    /// left off with a warning; the item goes on.
+    async fn with_photos(
+        &self,
+        items: Vec<(RemoteItem, Option<PhotoAttachment>)>,
+    ) -> Result<Vec<RemoteItem>, ProviderError> {
+        let mut photos: HashMap<String, Option<VCardEntry>> = HashMap::new();
+        let mut to_read: Vec<(String, PhotoAttachment)> = Vec::new();
+        for (item, att) in &items {
+            match (self.own_writes.take(&item.id, item.etag.as_deref()), att) {
+                (Some(known), _) => {
+                    photos.insert(item.id.clone(), known);
+                }
+                (None, Some(att)) => to_read.push((item.id.clone(), att.clone())),
+                (None, None) => {}
+            }
+        }
+        for chunk in to_read.chunks(self.batch) {
+            let ids: Vec<&str> = chunk.iter().map(|(_, a)| a.id.as_str()).collect();
+            let body = self
+                .client
+                .call(op::GET_ATTACHMENT, &soap::get_attachment(&ids))
+                .await?;
+            let files = soap::parse_get_attachment(&body).map_err(ews_error)?;
+            for ((item_id, att), file) in chunk.iter().zip(files) {
+                let entry = file.map_err(|e| e.to_string()).and_then(|f| {
+                    let ct = f.content_type.or_else(|| att.content_type.clone());
+                    inline_entry(f.bytes, ct.as_deref()).map_err(|e| e.to_string())
+                });
+                match entry {
+                    Ok(e) => {
+                        photos.insert(item_id.clone(), Some(e));
+                    }
+                    Err(error) => {
+                        tracing::warn!(contact = %item_id, %error, "EWS contact photo left off the card");
+                    }
+                }
+            }
+        }
+        Ok(items
+            .into_iter()
+            .map(|(mut item, _)| {
+                if let Some(photo) = photos.remove(&item.id) {
+                    item.card = with_photo(&item.card, photo);
+                }
+                item
+            })
+            .collect())
+    }
+
+    /// Brings the contact photo of `id` in line with `card`'s when it differs from `held`'s.
+    /// `current` is the photo attachment the item has now. Returns the photo Exchange then
+    /// holds and the item's ChangeKey after the last attachment change (if any).
+    async fn write_photo(
+        &self,
+        id: &str,
+        current: Option<&PhotoAttachment>,
+        held: Option<&VCard>,
+        card: &VCard,
+    ) -> Result<(Option<VCardEntry>, Option<String>), ProviderError> {
+        match photo_change(held, card) {
+            PhotoChange::Unchanged => Ok((photo_entry(card), None)),
+            PhotoChange::Unwritable(reason) => {
+                tracing::warn!(contact = id, %reason, "contact photo not written to EWS");
+                Ok((held.and_then(photo_entry), None))
+            }
+            PhotoChange::Remove => Ok((None, self.remove_photo(id, current).await?)),
+            PhotoChange::Set { media_type, bytes } => {
+                self.remove_photo(id, current).await?;
+                let req = soap::create_photo_attachment(id, media_type, bytes);
+                let body = self.client.call(op::CREATE_ATTACHMENT, &req).await?;
+                let root =
+                    soap::parse_attachment_root(&body, op::CREATE_ATTACHMENT).map_err(ews_error)?;
+                Ok((photo_entry(card), root.change_key))
+            }
+        }
+    }
+
+    /// `DeleteAttachment` of the item's photo, if it has one; the item's ChangeKey after it.
+    async fn remove_photo(
+        &self,
+        id: &str,
+        current: Option<&PhotoAttachment>,
+    ) -> Result<Option<String>, ProviderError> {
+        let Some(att) = current else {
+            return Ok(None);
+        };
+        let body = self
+            .client
+            .call(op::DELETE_ATTACHMENT, &soap::delete_attachment(&att.id))
+            .await?;
+        match soap::parse_attachment_root(&body, op::DELETE_ATTACHMENT) {
+            Ok(root) => Ok(root.change_key),
+            // Already gone.
+            Err(e) if e.code() == Some(code::ITEM_NOT_FOUND) => {
+                tracing::debug!(contact = id, "the photo attachment was already gone");
+                Ok(None)
+            }
+            Err(e) => Err(ews_error(e)),
+        }
     }
 
     /// Turns SyncFolderItems changes into engine changes, reading creates/updates in batches.
@@ -248,7 +371,22 @@ impl EwsProvider {
             .filter(|(_, up)| *up)
             .map(|(id, _)| id.clone())
             .collect();
-        let mut read = self.get_items(&to_read).await?;
+        let read = self.get_items(&to_read).await?;
+        let mut found = Vec::new();
+        let mut read: HashMap<String, Result<Option<RemoteItem>, String>> = read
+            .into_iter()
+            .filter_map(|(id, r)| match r {
+                Ok(Some(pair)) => {
+                    found.push(pair);
+                    None
+                }
+                Ok(None) => Some((id, Ok(None))),
+                Err(e) => Some((id, Err(e))),
+            })
+            .collect();
+        for item in self.with_photos(found).await? {
+            read.insert(item.id.clone(), Ok(Some(item)));
+        }
         Ok(order
             .into_iter()
             .map(|(id, upsert)| {
@@ -268,31 +406,54 @@ impl EwsProvider {
             .collect())
     }
 
-    /// Reads one item back after a write.
+    /// Reads one item back after a write (its attachments listed, not read), then writes the
+    /// photo when it differs from `held`'s.
     async fn written(
         &self,
         id: soap::ItemId,
+        held: Option<&VCard>,
         sent: &VCard,
         mapped: &EwsContact,
     ) -> Result<Written, ProviderError> {
-        match self
+        let (mut w, current) = match self
             .get_items(std::slice::from_ref(&id.id))
             .await?
             .remove(&id.id)
         {
-            Some(Ok(Some(item))) => Ok(Written {
-                id: item.id,
-                etag: item.etag,
-                card: reattach_overflow(&item.card, sent),
-            }),
-            _ => Ok(Written {
-                etag: id.change_key,
-                id: id.id,
-                card: reattach_overflow(&from_ews(mapped).card, sent),
-            }),
+            Some(Ok(Some((item, photo)))) => (
+                Written {
+                    id: item.id,
+                    etag: item.etag,
+                    card: item.card,
+                },
+                photo,
+            ),
+            _ => (
+                Written {
+                    etag: id.change_key,
+                    id: id.id,
+                    card: from_ews(mapped).card,
+                },
+                None,
+            ),
+        };
+        let (photo, change_key) = self
+            .write_photo(&w.id, current.as_ref(), held, sent)
+            .await?;
+        if change_key.is_some() {
+            w.etag = change_key;
         }
+        self.own_writes
+            .remember(&w.id, w.etag.as_deref(), photo.clone());
+        // The photo replaces every PHOTO; what EWS cannot hold (a second one too) is re-added.
+        w.card = reattach_overflow(&with_photo(&w.card, photo), sent);
+        Ok(w)
     }
 }
+
+/// One item as `GetItem` read it: the item and its contact-photo attachment, `None` when gone,
+/// or why it could not be read.
+type ItemRead = Result<Option<(RemoteItem, Option<PhotoAttachment>)>, String>;
 
 fn log_overflow(overflow: &[mapping::Overflow]) {
     if !overflow.is_empty() {
@@ -419,9 +580,9 @@ impl Provider for EwsProvider {
 
     async fn fetch(&self, _group: &str, id: &str) -> Result<Option<RemoteItem>, ProviderError> {
         match self.get_items(&[id.to_string()]).await?.remove(id) {
-            Some(Ok(item)) => Ok(item),
+            Some(Ok(Some(pair))) => Ok(self.with_photos(vec![pair]).await?.pop()),
+            Some(Ok(None)) | None => Ok(None),
             Some(Err(reason)) => Err(ProviderError::Protocol(reason)),
-            None => Ok(None),
         }
     }
 
@@ -436,7 +597,7 @@ impl Provider for EwsProvider {
         let req = soap::create_item(group, contact_element(&mapped.contact, Some(crm_id)));
         let body = self.client.call(op::CREATE_ITEM, &req).await?;
         let id = soap::parse_written_id(&body, op::CREATE_ITEM).map_err(ews_error)?;
-        self.written(id, card, &mapped.contact).await
+        self.written(id, None, card, &mapped.contact).await
     }
 
     async fn update(
@@ -444,6 +605,17 @@ impl Provider for EwsProvider {
         group: &str,
         id: &str,
         etag: Option<&str>,
+        card: &VCard,
+    ) -> Result<Written, ProviderError> {
+        self.update_with_base(group, id, etag, None, card).await
+    }
+
+    async fn update_with_base(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        held: Option<&VCard>,
         card: &VCard,
     ) -> Result<Written, ProviderError> {
         let (change_key, resolution) = match etag {
@@ -472,18 +644,20 @@ impl Provider for EwsProvider {
             },
             Err(e) => return Err(ews_error(e)),
         };
-        self.written(written, card, &mapped.contact).await
+        self.written(written, held, card, &mapped.contact).await
     }
 
     async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError> {
         // DeleteItem takes no ChangeKey check: compare first.
         if let Some(etag) = etag {
-            match self.fetch(group, id).await? {
-                None => return Ok(()),
-                Some(item) if item.etag.as_deref() != Some(etag) => {
+            let _ = group;
+            match self.get_items(&[id.to_string()]).await?.remove(id) {
+                Some(Ok(None)) | None => return Ok(()),
+                Some(Ok(Some((item, _)))) if item.etag.as_deref() != Some(etag) => {
                     return Err(ProviderError::Conflict)
                 }
-                Some(_) => {}
+                Some(Ok(Some(_))) => {}
+                Some(Err(reason)) => return Err(ProviderError::Protocol(reason)),
             }
         }
         let body = self

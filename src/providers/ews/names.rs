@@ -63,7 +63,18 @@ pub mod op {
     pub const UPDATE_ITEM: &str = "UpdateItem";
     /// MS-OXWSCORE §3.1.4.3.
     pub const DELETE_ITEM: &str = "DeleteItem";
+    /// MS-OXWSATT §3.1.4.3: read attachments (a contact photo's bytes).
+    pub const GET_ATTACHMENT: &str = "GetAttachment";
+    /// MS-OXWSATT §3.1.4.1: add an attachment to an item (a contact photo).
+    pub const CREATE_ATTACHMENT: &str = "CreateAttachment";
+    /// MS-OXWSATT §3.1.4.2: remove an attachment.
+    pub const DELETE_ATTACHMENT: &str = "DeleteAttachment";
 }
+
+/// The file name Outlook gives a contact photo attachment (MS-OXOCNTC §2.2.1.8).
+pub const CONTACT_PHOTO_NAME: &str = "ContactPicture.jpg";
+/// The `AdditionalProperties` field of an item's attachments (MS-OXWSCORE `item:Attachments`).
+pub const FIELD_ITEM_ATTACHMENTS: &str = "item:Attachments";
 
 /// Element local names (namespace noted per group).
 pub mod el {
@@ -144,6 +155,26 @@ pub mod el {
     pub const CATEGORIES: &str = "Categories";
     /// `t:HasPicture`.
     pub const HAS_PICTURE: &str = "HasPicture";
+    /// `Attachments` of an item, of a GetAttachment/CreateAttachment message.
+    pub const ATTACHMENTS: &str = "Attachments";
+    /// `FileAttachment` (MS-OXWSATT `FileAttachmentType`).
+    pub const FILE_ATTACHMENT: &str = "FileAttachment";
+    /// `AttachmentId`.
+    pub const ATTACHMENT_ID: &str = "AttachmentId";
+    /// `AttachmentIds` of GetAttachment/DeleteAttachment.
+    pub const ATTACHMENT_IDS: &str = "AttachmentIds";
+    /// `Name` of an attachment.
+    pub const ATTACHMENT_NAME: &str = "Name";
+    /// `ContentType` of an attachment.
+    pub const CONTENT_TYPE: &str = "ContentType";
+    /// `Content` of a file attachment, base64.
+    pub const CONTENT: &str = "Content";
+    /// `IsContactPhoto` of a file attachment.
+    pub const IS_CONTACT_PHOTO: &str = "IsContactPhoto";
+    /// `ParentItemId` of CreateAttachment.
+    pub const PARENT_ITEM_ID: &str = "ParentItemId";
+    /// `RootItemId` of a DeleteAttachment message.
+    pub const ROOT_ITEM_ID: &str = "RootItemId";
     /// `t:FileAs`.
     pub const FILE_AS: &str = "FileAs";
     /// `t:DisplayName`.
@@ -239,6 +270,10 @@ pub mod attr {
     pub const INCLUDES_LAST_ITEM_IN_RANGE: &str = "IncludesLastItemInRange";
     /// `IndexedPagingOffset` on FindFolder's `RootFolder`.
     pub const INDEXED_PAGING_OFFSET: &str = "IndexedPagingOffset";
+    /// `RootItemId` on an `AttachmentId` / `RootItemId` (the item the attachment belongs to).
+    pub const ROOT_ITEM_ID: &str = "RootItemId";
+    /// `RootItemChangeKey`: the item's ChangeKey after the attachment change.
+    pub const ROOT_ITEM_CHANGE_KEY: &str = "RootItemChangeKey";
 }
 
 /// `ResponseClass` values (MS-OXWSCDATA `ResponseClassType`).

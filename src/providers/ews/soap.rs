@@ -1,5 +1,6 @@
 //! Pure SOAP for EWS: building the request envelopes of the operations the provider uses
-//! (FindFolder, GetFolder, SyncFolderItems, GetItem, CreateItem, UpdateItem, DeleteItem) and
+//! (FindFolder, GetFolder, SyncFolderItems, GetItem, CreateItem, UpdateItem, DeleteItem, and for
+//! the contact photo GetAttachment, CreateAttachment, DeleteAttachment) and
 //! reading their responses into typed values. No I/O; parsing never panics: hostile or broken
 //! XML becomes an [`EwsError`] (the XML layer is the bounded, DTD-refusing reader of
 //! [`crate::dav::xml`]).
@@ -200,7 +201,10 @@ pub fn get_item(ids: &[&str]) -> String {
                 m_el("ItemShape")
                     .with_child(t_el("BaseShape").with_text("AllProperties"))
                     .with_child(t_el("BodyType").with_text("Text"))
-                    .with_child(t_el("AdditionalProperties").with_child(crm_id_field_uri())),
+                    .with_child(t_el("AdditionalProperties").with_children([
+                        field_uri(super::names::FIELD_ITEM_ATTACHMENTS),
+                        crm_id_field_uri(),
+                    ])),
             )
             .with_child(
                 m_el("ItemIds").with_children(
@@ -619,6 +623,123 @@ pub fn parse_written_id(body: &Element, operation: &str) -> Result<ItemId, EwsEr
         .ok_or_else(|| EwsError::Shape(format!("{operation} answered no ItemId")))
 }
 
+/// `GetAttachment` of a batch of attachments (MS-OXWSATT §3.1.4.3).
+pub fn get_attachment(ids: &[&str]) -> String {
+    envelope(
+        m_el(op::GET_ATTACHMENT).with_child(
+            m_el(el::ATTACHMENT_IDS).with_children(
+                ids.iter()
+                    .map(|id| t_el(el::ATTACHMENT_ID).with_attr(attr::ID, *id)),
+            ),
+        ),
+    )
+}
+
+/// `CreateAttachment` of a contact photo on `item` (MS-OXWSATT §3.1.4.1): a `FileAttachment`
+/// named [`super::names::CONTACT_PHOTO_NAME`] with `IsContactPhoto` true and the bytes as
+/// base64 `Content`, in schema order.
+pub fn create_photo_attachment(item: &str, content_type: &str, bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    envelope(
+        m_el(op::CREATE_ATTACHMENT)
+            .with_child(m_el(el::PARENT_ITEM_ID).with_attr(attr::ID, item))
+            .with_child(
+                m_el(el::ATTACHMENTS).with_child(
+                    t_el(el::FILE_ATTACHMENT)
+                        .with_child(
+                            t_el(el::ATTACHMENT_NAME).with_text(super::names::CONTACT_PHOTO_NAME),
+                        )
+                        .with_child(t_el(el::CONTENT_TYPE).with_text(content_type))
+                        .with_child(t_el(el::IS_CONTACT_PHOTO).with_text("true"))
+                        .with_child(
+                            t_el(el::CONTENT)
+                                .with_text(base64::prelude::BASE64_STANDARD.encode(bytes)),
+                        ),
+                ),
+            ),
+    )
+}
+
+/// `DeleteAttachment` of one attachment (MS-OXWSATT §3.1.4.2).
+pub fn delete_attachment(id: &str) -> String {
+    envelope(m_el(op::DELETE_ATTACHMENT).with_child(
+        m_el(el::ATTACHMENT_IDS).with_child(t_el(el::ATTACHMENT_ID).with_attr(attr::ID, id)),
+    ))
+}
+
+/// A file attachment read by GetAttachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileContent {
+    /// `AttachmentId Id`.
+    pub id: String,
+    /// `ContentType`.
+    pub content_type: Option<String>,
+    /// `Content`, decoded.
+    pub bytes: Vec<u8>,
+}
+
+/// Reads a GetAttachment response: one result per requested id, in request order.
+pub fn parse_get_attachment(
+    body: &Element,
+) -> Result<Vec<Result<FileContent, EwsError>>, EwsError> {
+    use base64::Engine as _;
+    Ok(response_messages(body, op::GET_ATTACHMENT)?
+        .into_iter()
+        .map(|msg| {
+            let msg = msg.ok()?;
+            let file = msg
+                .element
+                .child(&m(el::ATTACHMENTS))
+                .and_then(|a| a.child(&t(el::FILE_ATTACHMENT)))
+                .ok_or_else(|| EwsError::Shape("GetAttachment message without a file".into()))?;
+            let id = file
+                .child(&t(el::ATTACHMENT_ID))
+                .and_then(|i| i.attr(attr::ID))
+                .unwrap_or_default()
+                .to_string();
+            let content = file
+                .child(&t(el::CONTENT))
+                .map(|c| c.text_trimmed().to_string())
+                .unwrap_or_default();
+            let bytes = base64::prelude::BASE64_STANDARD
+                .decode(content.as_bytes())
+                .map_err(|e| EwsError::Shape(format!("attachment content is not base64: {e}")))?;
+            Ok(FileContent {
+                id,
+                content_type: file
+                    .child(&t(el::CONTENT_TYPE))
+                    .map(|c| c.text_trimmed().to_string())
+                    .filter(|c| !c.is_empty()),
+                bytes,
+            })
+        })
+        .collect())
+}
+
+/// The item an attachment change left: `RootItemId` / `RootItemChangeKey` of a
+/// CreateAttachment's `AttachmentId` or of a DeleteAttachment's `RootItemId`.
+pub fn parse_attachment_root(body: &Element, operation: &str) -> Result<ItemId, EwsError> {
+    let msg = single_message(body, operation)?.ok()?;
+    let holder = msg
+        .element
+        .child(&m(el::ATTACHMENTS))
+        .and_then(|a| a.children.first())
+        .and_then(|f| f.child(&t(el::ATTACHMENT_ID)))
+        .or_else(|| msg.element.child(&m(el::ROOT_ITEM_ID)))
+        .ok_or_else(|| EwsError::Shape(format!("{operation} answered no RootItemId")))?;
+    let id = holder
+        .attr(attr::ROOT_ITEM_ID)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| EwsError::Shape(format!("{operation} answered no RootItemId")))?;
+    Ok(ItemId {
+        id: id.to_string(),
+        change_key: holder
+            .attr(attr::ROOT_ITEM_CHANGE_KEY)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    })
+}
+
 /// A contact folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FolderInfo {
@@ -713,6 +834,50 @@ mod tests {
                 .join(name),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn photo_attachment_requests_match_golden_and_answers_are_read() {
+        let photo = fixture("photo.jpg");
+        let req = create_photo_attachment("AAMkPHOTO=", "image/jpeg", &photo);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/ews/create-attachment-photo.expected.xml");
+        if std::env::var("UPDATE_EXPECT").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &req).unwrap();
+        }
+        assert_eq!(req, std::fs::read_to_string(&path).unwrap());
+        let get = get_attachment(&["a1", "a2"]);
+        assert!(
+            get.contains(":GetAttachment>") && get.contains(":AttachmentId Id=\"a2\"/>"),
+            "{get}"
+        );
+        assert!(delete_attachment("a1").contains(":DeleteAttachment>"));
+
+        let files =
+            parse_get_attachment(&parse_body(&fixture("get-attachment-photo.xml")).unwrap())
+                .unwrap();
+        assert_eq!(files.len(), 2);
+        let first = files[0].as_ref().unwrap();
+        assert_eq!(first.bytes, photo);
+        assert_eq!(first.content_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(
+            files[1].as_ref().unwrap_err().code(),
+            Some("ErrorItemNotFound")
+        );
+
+        let root = parse_attachment_root(
+            &parse_body(&fixture("create-attachment-response.xml")).unwrap(),
+            op::CREATE_ATTACHMENT,
+        )
+        .unwrap();
+        assert_eq!(root.id, "AAMkPHOTO=");
+        assert_eq!(root.change_key.as_deref(), Some("EQAAABYAAAPH2"));
+        let root = parse_attachment_root(
+            &parse_body(&fixture("delete-attachment-response.xml")).unwrap(),
+            op::DELETE_ATTACHMENT,
+        )
+        .unwrap();
+        assert_eq!(root.change_key.as_deref(), Some("EQAAABYAAAPH4"));
     }
 
     #[test]

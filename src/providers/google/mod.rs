@@ -6,6 +6,14 @@
 //! incremental, the sync token the run started from, since Google wants every parameter of
 //! the first call repeated); after the last page it is the `nextSyncToken`.
 //!
+//! Photos: reads stay `PHOTO` URIs (the `photos[].url` Google serves; providers.md §2). A write
+//! compares the card's photo with the one Google holds (the engine's stored card, see
+//! [`Provider::update_with_base`]): unchanged (the same URI Google gave us) sends nothing, so
+//! a Google photo is never pushed back; new inline bytes go to
+//! `people/{id}:updateContactPhoto` (base64 `photoBytes`), a removed photo to
+//! `:deleteContactPhoto`; both answer the person, whose new etag and photo URL are what the
+//! engine stores. A photo given by a foreign URI cannot be uploaded and is logged.
+//!
 //! Recovery: an expired sync token (HTTP 400 `FAILED_PRECONDITION`, reason
 //! `EXPIRED_SYNC_TOKEN`, not 410) makes the provider drop the incremental run, pages
 //! included, and answer with the first page of a fresh full listing
@@ -34,7 +42,24 @@ use super::{
     Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange, RemoteItem, SyncGroup,
     SyncGroupKind, Written,
 };
+use crate::vcard::photo::{photo_change, PhotoChange};
 use crate::vcard::VCard;
+
+/// `people/{resourceName}:updateContactPhoto` (People API v1, `people.updateContactPhoto`).
+pub const OP_UPDATE_CONTACT_PHOTO: &str = "updateContactPhoto";
+/// `people/{resourceName}:deleteContactPhoto` (People API v1, `people.deleteContactPhoto`).
+pub const OP_DELETE_CONTACT_PHOTO: &str = "deleteContactPhoto";
+/// `UpdateContactPhotoRequest.photoBytes`: the image, base64.
+pub const FIELD_PHOTO_BYTES: &str = "photoBytes";
+/// `UpdateContactPhotoRequest.personFields`: the fields of the person in the answer.
+pub const FIELD_PERSON_FIELDS: &str = "personFields";
+
+/// The answer of `updateContactPhoto` / `deleteContactPhoto`.
+#[derive(Debug, Deserialize)]
+struct PhotoResponse {
+    #[serde(default)]
+    person: Option<Person>,
+}
 
 /// The system group holding every contact; pulling it applies no membership filter.
 pub const GROUP_ALL: &str = "contactGroups/all";
@@ -226,6 +251,48 @@ impl GoogleProvider {
         vec![(Q_PERSON_FIELDS, PERSON_FIELDS.to_string())]
     }
 
+    /// Brings Google's photo of `id` in line with `card`'s when it differs from `held`'s;
+    /// the person Google answered when it wrote one.
+    async fn write_photo(
+        &self,
+        id: &str,
+        held: Option<&VCard>,
+        card: &VCard,
+    ) -> Result<Option<Person>, ProviderError> {
+        let resp: PhotoResponse = match photo_change(held, card) {
+            PhotoChange::Unchanged => return Ok(None),
+            PhotoChange::Unwritable(reason) => {
+                tracing::warn!(contact = id, %reason, "contact photo not written to Google");
+                return Ok(None);
+            }
+            PhotoChange::Set { bytes, .. } => {
+                use base64::Engine as _;
+                let body = serde_json::json!({
+                    FIELD_PHOTO_BYTES: base64::prelude::BASE64_STANDARD.encode(bytes),
+                    FIELD_PERSON_FIELDS: PERSON_FIELDS,
+                });
+                let url = self
+                    .client
+                    .url(&format!("{id}:{OP_UPDATE_CONTACT_PHOTO}"), &[])?;
+                self.client
+                    .call(Method::PATCH, url, Some(&body))
+                    .await
+                    .map_err(GoogleError::into_provider)?
+            }
+            PhotoChange::Remove => {
+                let url = self.client.url(
+                    &format!("{id}:{OP_DELETE_CONTACT_PHOTO}"),
+                    &Self::person_fields_query(),
+                )?;
+                self.client
+                    .call(Method::DELETE, url, None)
+                    .await
+                    .map_err(GoogleError::into_provider)?
+            }
+        };
+        Ok(resp.person)
+    }
+
     fn written(person: Person, fallback_id: &str) -> Written {
         let id = person
             .resource_name
@@ -388,12 +455,13 @@ impl Provider for GoogleProvider {
             .call(Method::POST, url, Some(&body))
             .await
             .map_err(GoogleError::into_provider)?;
-        if created.resource_name.is_none() {
+        let Some(id) = created.resource_name.clone() else {
             return Err(ProviderError::Protocol(
                 "createContact answered without resourceName".into(),
             ));
-        }
-        Ok(Self::written(created, ""))
+        };
+        let created = self.write_photo(&id, None, card).await?.unwrap_or(created);
+        Ok(Self::written(created, &id))
     }
 
     async fn update(
@@ -401,6 +469,17 @@ impl Provider for GoogleProvider {
         group: &str,
         id: &str,
         etag: Option<&str>,
+        card: &VCard,
+    ) -> Result<Written, ProviderError> {
+        self.update_with_base(group, id, etag, None, card).await
+    }
+
+    async fn update_with_base(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        held: Option<&VCard>,
         card: &VCard,
     ) -> Result<Written, ProviderError> {
         let _guard = self.write_lock.lock().await;
@@ -431,6 +510,7 @@ impl Provider for GoogleProvider {
             .call(Method::PATCH, url, Some(&body))
             .await
             .map_err(GoogleError::into_provider)?;
+        let updated = self.write_photo(id, held, card).await?.unwrap_or(updated);
         Ok(Self::written(updated, id))
     }
 

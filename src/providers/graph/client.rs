@@ -191,6 +191,28 @@ impl GraphClient {
         headers: &[(HeaderName, String)],
         body: Option<&Value>,
     ) -> Result<GraphResponse, ProviderError> {
+        let body = body.map(|b| RawBody {
+            content_type: MEDIA_JSON.to_string(),
+            bytes: b.to_string().into_bytes(),
+        });
+        let raw = self.send_raw(method, url, headers, body.as_ref()).await?;
+        Ok(GraphResponse {
+            status: raw.status,
+            headers: raw.headers,
+            body: String::from_utf8_lossy(&raw.body).into_owned(),
+        })
+    }
+
+    /// Like [`GraphClient::send`] with a body of any media type (a photo) and the answer's bytes
+    /// as they came (`photo/$value` is binary, not base64). Same mailbox cap, retries and
+    /// token refresh.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        url: Url,
+        headers: &[(HeaderName, String)],
+        body: Option<&RawBody>,
+    ) -> Result<RawResponse, ProviderError> {
         let _permit = self
             .limiter
             .acquire()
@@ -211,8 +233,8 @@ impl GraphClient {
                 }
                 if let Some(body) = body {
                     req = req
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(body.to_string());
+                        .header(CONTENT_TYPE, body.content_type.as_str())
+                        .body(body.bytes.clone());
                 }
                 req
             })
@@ -226,15 +248,55 @@ impl GraphClient {
             let status = resp.status();
             let headers = resp.headers().clone();
             let body = resp
-                .text()
+                .bytes()
                 .await
                 .map_err(|e| ProviderError::Transport(e.to_string()))?;
-            return Ok(GraphResponse {
+            return Ok(RawResponse {
                 status,
                 headers,
                 body,
             });
         }
+    }
+}
+
+/// `application/json` (RFC 8259 §11), the media type of every Graph JSON body.
+pub const MEDIA_JSON: &str = "application/json";
+
+/// A request body of any media type.
+#[derive(Debug, Clone)]
+pub struct RawBody {
+    /// Its `Content-Type`.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A finished response whose body is kept as bytes.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: bytes::Bytes,
+}
+
+impl RawResponse {
+    /// The error the engine acts on for this (non-success) response.
+    pub fn into_error(self) -> ProviderError {
+        GraphResponse {
+            status: self.status,
+            headers: self.headers,
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+        }
+        .into_error()
+    }
+
+    /// The `Content-Type` header, if readable.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
     }
 }
 

@@ -96,6 +96,11 @@ pub mod field {
     pub const CATEGORIES: &str = "categories";
     /// `singleValueExtendedProperties`.
     pub const SINGLE_VALUE_EXTENDED_PROPERTIES: &str = "singleValueExtendedProperties";
+    /// The contact's `photo` navigation property (a `profilePhoto`), whose bytes are at
+    /// `photo/$value`.
+    pub const PHOTO: &str = "photo";
+    /// The raw-value path segment of a media entity (OData URL conventions §4.12).
+    pub const VALUE: &str = "$value";
 }
 
 /// The properties the provider asks for in `$select` on the first delta call and on reads.
@@ -906,9 +911,20 @@ pub fn to_graph(card: &VCard) -> ToGraph {
     let categories: Vec<Value> = categories_of(card).into_iter().map(Value::String).collect();
     body.insert(field::CATEGORIES.into(), Value::Array(categories));
 
+    // The first PHOTO goes to the contact's `photo/$value` (the provider's job, not the
+    // body's); Graph holds one photo, so any other overflows.
+    for e in card
+        .entries
+        .iter()
+        .filter(|e| e.name == VCardProperty::Photo)
+        .skip(1)
+    {
+        push_over(e, OverflowReason::SlotsFull(field::PHOTO));
+    }
+
     // Whatever Graph has no member for.
     for e in &card.entries {
-        if !is_mapped(&e.name) {
+        if !is_mapped(&e.name) && e.name != VCardProperty::Photo {
             push_over(e, OverflowReason::Unsupported);
         }
     }
@@ -973,6 +989,45 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// A contact and its `photo/$value` (`photo.jpg`, served as `image/jpeg`) make one card
+    /// with an inline PHOTO, in the shape a CardDAV card's photo normalizes to.
+    #[test]
+    fn golden_graph_contact_with_photo() {
+        let json: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures().join("contact-minimal.json")).unwrap(),
+        )
+        .unwrap();
+        let contact = GraphContact::from_value(&json).unwrap();
+        let bytes = std::fs::read(fixtures().join("photo.jpg")).unwrap();
+        let photo = crate::vcard::photo::inline_entry(bytes, Some("image/jpeg")).unwrap();
+        let card = crate::vcard::photo::with_photo(&from_graph(&contact).card, Some(photo));
+        let out = crate::vcard::write_v4(&card);
+        golden(&fixtures().join("photo-contact.expected.vcf"), &out);
+        // The same card read back from vCard text (as a CardDAV peer would serve it) is equal.
+        let again = crate::vcard::read_normalized(&out).cards.remove(0);
+        assert_eq!(
+            crate::vcard::photo::photo(&again),
+            crate::vcard::photo::photo(&card)
+        );
+    }
+
+    #[test]
+    fn a_second_photo_overflows_and_the_first_is_not_overflow() {
+        let card = crate::vcard::read_normalized(
+            "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:A\r\nPHOTO:data:image/jpeg;base64,/9j/4A==\r\n\
+             PHOTO:https://example.com/b.jpg\r\nEND:VCARD\r\n",
+        )
+        .cards
+        .remove(0);
+        let out = to_graph(&card);
+        assert_eq!(out.overflow.len(), 1, "{:?}", out.overflow);
+        assert_eq!(
+            out.overflow[0].reason,
+            OverflowReason::SlotsFull(field::PHOTO)
+        );
+        assert!(!out.body.contains_key(field::PHOTO));
     }
 
     #[test]

@@ -20,6 +20,21 @@
 //!   [`client::MAX_CONCURRENT_PER_MAILBOX`] requests are in flight per mailbox, across every
 //!   provider instance for that mailbox.
 //!
+//! - Photos (providers.md §3, Graph `profilePhoto`): a contact's photo is
+//!   `GET …/contactFolders/{fid}/contacts/{id}/photo/$value` (binary, 404 when it has none). A
+//!   pull reads it only for the contacts a delta page returned as created or updated (and on
+//!   [`Provider::fetch`]), after collapsing duplicates, through the same per-mailbox cap and
+//!   retry policy, and puts it on the card as an inline `PHOTO` ([`crate::vcard::photo`]); one
+//!   larger than [`crate::vcard::photo::MAX_PHOTO_BYTES`] is left off with a warning naming the contact. A write
+//!   compares the card's photo with the one Graph holds (the engine's stored card, see
+//!   [`Provider::update_with_base`]) and `PUT`s the bytes with their `Content-Type` only when
+//!   they differ, then reads the contact's new `changeKey` (the upload changes it), so the
+//!   next write's `If-Match` is not a false conflict. Graph cannot delete an Outlook
+//!   contact's photo (the profilePhoto delete supports users and groups only), so a removed
+//!   photo is logged and kept: the written card says Graph still holds it. The provider
+//!   remembers the etag and photo of its own writes, so when the next delta returns that very
+//!   version its photo is not read again (no echo request).
+//!
 //! Slot overflow: [`mapping::to_graph`] reports what Graph cannot hold. The [`Written`] card of
 //! a create/update is the card Graph stored **plus** that overflow, and
 //! [`mapping::reattach_overflow`] lets the engine do the same for pulled cards, so that a push
@@ -35,15 +50,16 @@ use serde_json::Value;
 
 use super::http::{AccessTokenSource, RetryPolicy};
 use super::{
-    Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange, RemoteItem, SyncGroup,
-    SyncGroupKind, Written,
+    OwnPhotoWrites, Page, Provider, ProviderError, ProviderKind, PullKind, RemoteChange,
+    RemoteItem, SyncGroup, SyncGroupKind, Written,
 };
-use crate::vcard::VCard;
+use crate::vcard::photo::{inline_entry, photo_change, photo_entry, with_photo, PhotoChange};
+use crate::vcard::{VCard, VCardEntry};
 
 pub mod client;
 pub mod mapping;
 
-use client::{GraphClient, GraphResponse, Segment, IF_MATCH, PREFER};
+use client::{GraphClient, GraphResponse, RawBody, Segment, IF_MATCH, PREFER};
 use mapping::{from_graph, reattach_overflow, to_graph, to_graph_create, GraphContact};
 
 /// The public Graph service root (global cloud).
@@ -102,6 +118,9 @@ pub struct GraphProvider {
     client: GraphClient,
     user: String,
     page_size: u32,
+    /// Our own writes not yet seen in a delta: a delta row at the `@odata.etag` a write left
+    /// is that write coming back, and its photo is known without a `GET`.
+    own_writes: OwnPhotoWrites,
 }
 
 /// One page of a delta or folder listing.
@@ -158,6 +177,7 @@ impl GraphProvider {
             client,
             user,
             page_size: config.page_size.max(1),
+            own_writes: OwnPhotoWrites::default(),
         })
     }
 
@@ -178,6 +198,138 @@ impl GraphProvider {
 
     fn item_url(&self, folder: &str, id: &str) -> url::Url {
         self.folder_url(folder, &[Segment::Path("contacts"), Segment::Id(id)])
+    }
+
+    /// `…/contacts/{id}/photo/$value`, the documented path for a contact in a folder.
+    fn photo_url(&self, folder: &str, id: &str) -> url::Url {
+        self.folder_url(
+            folder,
+            &[
+                Segment::Path("contacts"),
+                Segment::Id(id),
+                Segment::Path(mapping::field::PHOTO),
+                Segment::Path(mapping::field::VALUE),
+            ],
+        )
+    }
+
+    /// The contact's photo as an inline `PHOTO` entry; `None` when it has none (404) or when
+    /// it is larger than we accept (a warning names the contact; the card goes on without it).
+    async fn read_photo(
+        &self,
+        folder: &str,
+        id: &str,
+    ) -> Result<Option<VCardEntry>, ProviderError> {
+        let resp = self
+            .client
+            .send_raw(Method::GET, self.photo_url(folder, id), &[], None)
+            .await?;
+        if resp.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status.is_success() {
+            return Err(resp.into_error());
+        }
+        let content_type = resp.content_type().map(str::to_string);
+        match inline_entry(resp.body.to_vec(), content_type.as_deref()) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) => {
+                tracing::warn!(contact = id, error = %e, "Graph contact photo left off the card");
+                Ok(None)
+            }
+        }
+    }
+
+    /// `item` with the contact's photo on its card.
+    async fn with_read_photo(
+        &self,
+        folder: &str,
+        mut item: RemoteItem,
+    ) -> Result<RemoteItem, ProviderError> {
+        let photo = match self.own_writes.take(&item.id, item.etag.as_deref()) {
+            Some(photo) => photo,
+            None => self.read_photo(folder, &item.id).await?,
+        };
+        item.card = with_photo(&item.card, photo);
+        Ok(item)
+    }
+
+    /// Brings Graph's photo in line with `card`'s when it differs from `held`'s (what Graph
+    /// holds). Returns the photo Graph holds afterwards and whether it was written.
+    async fn write_photo(
+        &self,
+        folder: &str,
+        id: &str,
+        held: Option<&VCard>,
+        card: &VCard,
+    ) -> Result<(Option<VCardEntry>, bool), ProviderError> {
+        let kept = || held.and_then(photo_entry);
+        match photo_change(held, card) {
+            PhotoChange::Unchanged => Ok((photo_entry(card), false)),
+            PhotoChange::Set { media_type, bytes } => {
+                let body = RawBody {
+                    content_type: media_type.to_string(),
+                    bytes: bytes.to_vec(),
+                };
+                let resp = self
+                    .client
+                    .send_raw(Method::PUT, self.photo_url(folder, id), &[], Some(&body))
+                    .await?;
+                if resp.status.is_success() {
+                    return Ok((photo_entry(card), true));
+                }
+                let e = resp.into_error();
+                if e.is_transient() {
+                    return Err(e);
+                }
+                tracing::warn!(contact = id, error = %e, "Graph refused the contact photo; it keeps its own");
+                Ok((kept(), false))
+            }
+            PhotoChange::Remove => {
+                tracing::info!(
+                    contact = id,
+                    "Graph cannot delete an Outlook contact's photo; it keeps it"
+                );
+                Ok((kept(), false))
+            }
+            PhotoChange::Unwritable(reason) => {
+                tracing::warn!(contact = id, %reason, "contact photo not written to Graph");
+                Ok((kept(), false))
+            }
+        }
+    }
+
+    /// The contact's current `@odata.etag` (after a photo upload changed its `changeKey`).
+    async fn current_etag(&self, folder: &str, id: &str) -> Result<Option<String>, ProviderError> {
+        let mut url = self.item_url(folder, id);
+        url.query_pairs_mut()
+            .append_pair(QUERY_SELECT, mapping::field::CHANGE_KEY);
+        let resp = self.get(url).await?;
+        if !resp.status.is_success() {
+            return Err(resp.into_error());
+        }
+        let contact = GraphContact::from_value(&resp.json()?).map_err(ProviderError::Protocol)?;
+        Ok(contact.etag())
+    }
+
+    /// Writes the photo after a `POST`/`PATCH` answered `resp`, and what Graph then holds.
+    async fn finish_write(
+        &self,
+        folder: &str,
+        resp: GraphResponse,
+        held: Option<&VCard>,
+        sent: &VCard,
+    ) -> Result<Written, ProviderError> {
+        let mut w = self.written(resp, sent)?;
+        let (photo, uploaded) = self.write_photo(folder, &w.id, held, sent).await?;
+        if uploaded {
+            w.etag = self.current_etag(folder, &w.id).await?;
+        }
+        self.own_writes
+            .remember(&w.id, w.etag.as_deref(), photo.clone());
+        // The photo replaces every PHOTO; a second one (overflow) is re-added.
+        w.card = reattach_overflow(&with_photo(&w.card, photo), sent);
+        Ok(w)
     }
 
     /// The first delta request of a run: `$select` goes here and nowhere else.
@@ -232,63 +384,25 @@ impl GraphProvider {
         Ok((kind, self.client.check_link(link)?))
     }
 
-    /// Turns the rows of one delta page into changes, re-reading partial rows.
+    /// Turns the rows of one delta page into changes: partial rows are re-read whole (photo
+    /// included), the created/updated contacts get their photo, at most
+    /// MAX_CONCURRENT_PER_MAILBOX requests at once (the client's limiter holds the rest back).
     async fn changes_of(
         &self,
         folder: &str,
         rows: Vec<Value>,
     ) -> Result<Vec<RemoteChange>, ProviderError> {
-        let mut changes: Vec<(String, RemoteChange)> = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id = row
-                .get(mapping::field::ID)
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let Some(id) = id else {
-                tracing::warn!("delta row without an id ignored");
-                continue;
-            };
-            if row.get(mapping::field::REMOVED).is_some() {
-                changes.push((id.clone(), RemoteChange::Delete { id }));
-                continue;
-            }
-            let contact = match GraphContact::from_value(&row) {
-                Ok(c) => c,
-                Err(reason) => {
-                    changes.push((id.clone(), RemoteChange::Invalid { id, reason }));
-                    continue;
-                }
-            };
-            let change = if contact.change_key.is_none() {
-                // Only changed properties came back: read the whole item.
-                match self.fetch(folder, &id).await? {
+        futures::future::try_join_all(rows_of(rows).into_iter().map(|row| async move {
+            Ok(match row {
+                Row::Ready(c) => c,
+                Row::Photo(item) => RemoteChange::Upsert(self.with_read_photo(folder, item).await?),
+                Row::Fetch(id) => match self.fetch(folder, &id).await? {
                     Some(item) => RemoteChange::Upsert(item),
-                    None => RemoteChange::Delete { id: id.clone() },
-                }
-            } else {
-                RemoteChange::Upsert(RemoteItem {
-                    id: id.clone(),
-                    etag: contact.etag(),
-                    card: from_graph(&contact).card,
-                })
-            };
-            changes.push((id, change));
-        }
-        // Duplicates inside one page: the last occurrence is the newest state.
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, (id, _)) in changes.iter().enumerate() {
-            last.insert(id.as_str(), i);
-        }
-        let keep: Vec<bool> = changes
-            .iter()
-            .enumerate()
-            .map(|(i, (id, _))| last.get(id.as_str()) == Some(&i))
-            .collect();
-        Ok(changes
-            .into_iter()
-            .zip(keep)
-            .filter_map(|((_, c), k)| k.then_some(c))
-            .collect())
+                    None => RemoteChange::Delete { id },
+                },
+            })
+        }))
+        .await
     }
 
     fn written(&self, resp: GraphResponse, sent: &VCard) -> Result<Written, ProviderError> {
@@ -304,6 +418,59 @@ impl GraphProvider {
             card: reattach_overflow(&from_graph(&contact).card, sent),
         })
     }
+}
+
+/// What one delta row still needs.
+#[derive(Debug, Clone, PartialEq)]
+enum Row {
+    /// A deletion or an unreadable row: nothing to read.
+    Ready(RemoteChange),
+    /// A whole contact: its photo is to be read.
+    Photo(RemoteItem),
+    /// Only changed properties came back: the whole contact is to be read.
+    Fetch(String),
+}
+
+/// The rows of one delta page, mapped, with duplicates collapsed to their last occurrence
+/// (the newest state). Pure: the reads they need come after.
+fn rows_of(rows: Vec<Value>) -> Vec<Row> {
+    let mut out: Vec<(String, Row)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row
+            .get(mapping::field::ID)
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(id) = id else {
+            tracing::warn!("delta row without an id ignored");
+            continue;
+        };
+        if row.get(mapping::field::REMOVED).is_some() {
+            out.push((id.clone(), Row::Ready(RemoteChange::Delete { id })));
+            continue;
+        }
+        let r = match GraphContact::from_value(&row) {
+            Err(reason) => Row::Ready(RemoteChange::Invalid {
+                id: id.clone(),
+                reason,
+            }),
+            Ok(contact) if contact.change_key.is_none() => Row::Fetch(id.clone()),
+            Ok(contact) => Row::Photo(RemoteItem {
+                id: id.clone(),
+                etag: contact.etag(),
+                card: from_graph(&contact).card,
+            }),
+        };
+        out.push((id, r));
+    }
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for (i, (id, _)) in out.iter().enumerate() {
+        last.insert(id.clone(), i);
+    }
+    out.into_iter()
+        .enumerate()
+        .filter(|(i, (id, _))| last.get(id) == Some(i))
+        .map(|(_, (_, r))| r)
+        .collect()
 }
 
 fn log_overflow(overflow: &[mapping::Overflow]) {
@@ -430,11 +597,12 @@ impl Provider for GraphProvider {
             return Err(resp.into_error());
         }
         let contact = GraphContact::from_value(&resp.json()?).map_err(ProviderError::Protocol)?;
-        Ok(Some(RemoteItem {
+        let item = RemoteItem {
             id: contact.id.clone().unwrap_or_else(|| id.to_string()),
             etag: contact.etag(),
             card: from_graph(&contact).card,
-        }))
+        };
+        Ok(Some(self.with_read_photo(group, item).await?))
     }
 
     async fn create(
@@ -454,7 +622,7 @@ impl Provider for GraphProvider {
         if !resp.status.is_success() {
             return Err(resp.into_error());
         }
-        self.written(resp, card)
+        self.finish_write(group, resp, None, card).await
     }
 
     async fn update(
@@ -462,6 +630,17 @@ impl Provider for GraphProvider {
         group: &str,
         id: &str,
         etag: Option<&str>,
+        card: &VCard,
+    ) -> Result<Written, ProviderError> {
+        self.update_with_base(group, id, etag, None, card).await
+    }
+
+    async fn update_with_base(
+        &self,
+        group: &str,
+        id: &str,
+        etag: Option<&str>,
+        held: Option<&VCard>,
         card: &VCard,
     ) -> Result<Written, ProviderError> {
         let mapped = to_graph(card);
@@ -483,7 +662,7 @@ impl Provider for GraphProvider {
         if !resp.status.is_success() {
             return Err(resp.into_error());
         }
-        self.written(resp, card)
+        self.finish_write(group, resp, held, card).await
     }
 
     async fn delete(&self, group: &str, id: &str, etag: Option<&str>) -> Result<(), ProviderError> {
@@ -538,9 +717,8 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn duplicates_in_a_page_collapse_to_the_last_occurrence() {
-        let p = provider("https://graph.microsoft.com/v1.0");
+    #[test]
+    fn duplicates_in_a_page_collapse_to_the_last_occurrence() {
         let rows = vec![
             serde_json::json!({"id": "a", "changeKey": "1", "displayName": "Old"}),
             serde_json::json!({"id": "b", "changeKey": "1", "displayName": "B"}),
@@ -549,17 +727,26 @@ mod tests {
             serde_json::json!({"id": "c", "changeKey": 5}),
             serde_json::json!({"displayName": "no id"}),
         ];
-        let changes = p.changes_of("F", rows).await.unwrap();
+        let changes = rows_of(rows);
         assert_eq!(changes.len(), 3, "{changes:?}");
         match &changes[0] {
-            RemoteChange::Upsert(i) => {
+            // A whole contact: only its photo is still to be read.
+            Row::Photo(i) => {
                 assert_eq!(i.id, "a");
                 assert_eq!(i.etag.as_deref(), Some("W/\"2\""));
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(changes[1], RemoteChange::Delete { id: "b".into() });
-        assert!(matches!(&changes[2], RemoteChange::Invalid { id, .. } if id == "c"));
+        assert_eq!(
+            changes[1],
+            Row::Ready(RemoteChange::Delete { id: "b".into() })
+        );
+        assert!(matches!(&changes[2], Row::Ready(RemoteChange::Invalid { id, .. }) if id == "c"));
+        // A partial row is read whole.
+        assert_eq!(
+            rows_of(vec![serde_json::json!({"id": "d", "displayName": "D"})]),
+            vec![Row::Fetch("d".into())]
+        );
     }
 
     #[test]
