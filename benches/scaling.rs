@@ -380,7 +380,10 @@ fn engine_child(n: usize, reps: usize) {
                 .unwrap();
             remote.push(start.elapsed());
             assert!(s.errors.is_empty(), "{:?}", s.errors);
-            assert_eq!(s.counts.crm.updated, CHANGES as u64, "remote changes applied");
+            assert_eq!(
+                s.counts.crm.updated, CHANGES as u64,
+                "remote changes applied"
+            );
             // 20 persons change in the CRM (pushed to the address book).
             let page = crm.list_persons(None, n).await.unwrap();
             for j in 0..CHANGES {
@@ -397,7 +400,10 @@ fn engine_child(n: usize, reps: usize) {
                 .unwrap();
             local.push(start.elapsed());
             assert!(s.errors.is_empty(), "{:?}", s.errors);
-            assert_eq!(s.counts.provider.updated, CHANGES as u64, "CRM changes pushed");
+            assert_eq!(
+                s.counts.provider.updated, CHANGES as u64,
+                "CRM changes pushed"
+            );
             eprintln!(
                 "engine {n} rep {rep}: no-change {:.1?}, {CHANGES} remote {:.1?}, \
                  {CHANGES} CRM {:.1?}",
@@ -487,7 +493,9 @@ fn row(name: &str, cells: &[(String, f64)]) {
 }
 
 fn time_cells(v: &[&[Duration]]) -> Vec<(String, f64)> {
-    v.iter().map(|d| (ms(stats(d.to_vec())), median(d))).collect()
+    v.iter()
+        .map(|d| (ms(stats(d.to_vec())), median(d)))
+        .collect()
 }
 
 fn header(sizes: &[usize]) {
@@ -532,7 +540,10 @@ fn main() {
         .iter()
         .map(|&n| format!("{n}: {}", reps_for(n)))
         .collect();
-    println!("\nmedian (min–max) in ms; repetitions {}\n", reps.join(", "));
+    println!(
+        "\nmedian (min–max) in ms; repetitions {}\n",
+        reps.join(", ")
+    );
     if !servers.is_empty() {
         let ns: Vec<usize> = servers.iter().map(|r| r.n).collect();
         println!("Server (cardbridge serve, sled)\n");
@@ -541,23 +552,29 @@ fn main() {
             let v: Vec<&[Duration]> = servers.iter().map(|r| f(r).as_slice()).collect();
             time_cells(&v)
         };
-        row("initial sync (sync-collection + multiget by 100)", &col(|r| &r.initial));
+        row(
+            "initial sync (sync-collection + multiget by 100)",
+            &col(|r| &r.initial),
+        );
         row("no-change sync", &col(|r| &r.no_change));
         row(
             &format!("sync after {CHANGES} changes (+ multiget of them)"),
             &col(|r| &r.changes),
         );
         row("PROPFIND Depth:1 (getetag)", &col(|r| &r.propfind));
-        row(&format!("GET one card ({SINGLE_OPS}/rep)"), &col(|r| &r.get));
-        row(&format!("PUT one card ({SINGLE_OPS}/rep)"), &col(|r| &r.put));
+        row(
+            &format!("GET one card ({SINGLE_OPS}/rep)"),
+            &col(|r| &r.get),
+        );
+        row(
+            &format!("PUT one card ({SINGLE_OPS}/rep)"),
+            &col(|r| &r.put),
+        );
         let upload: Vec<(String, f64)> = servers
             .iter()
             .map(|r| {
                 let s = r.upload.as_secs_f64();
-                (
-                    format!("{s:.1} s ({:.0} cards/s)", r.n as f64 / s),
-                    s,
-                )
+                (format!("{s:.1} s ({:.0} cards/s)", r.n as f64 / s), s)
             })
             .collect();
         row("upload by PUT, 8 parallel (once)", &upload);

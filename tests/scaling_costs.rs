@@ -251,7 +251,10 @@ async fn engine_scans(n: usize) -> [BTreeMap<String, usize>; 2] {
 
     store.take();
     let s = run().await.unwrap();
-    assert_eq!(s.counts.added() + s.counts.updated() + s.counts.deleted(), 0);
+    assert_eq!(
+        s.counts.added() + s.counts.updated() + s.counts.deleted(),
+        0
+    );
     let none = store.take();
     assert_eq!(in_sync().await, n as u64);
 

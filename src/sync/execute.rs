@@ -202,7 +202,16 @@ pub async fn run_with(
         Ok(e) => e,
         Err(e) => {
             let in_sync = InSync { counted, delta: 0 };
-            finish(store, conn, started, clock(), RunCounts::default(), in_sync, Err(&e)).await?;
+            finish(
+                store,
+                conn,
+                started,
+                clock(),
+                RunCounts::default(),
+                in_sync,
+                Err(&e),
+            )
+            .await?;
             return Err(e);
         }
     };
@@ -1050,8 +1059,8 @@ impl<'a> Engine<'a> {
             let uid = card.and_then(|c| crate::vcard::uid(c).map(str::to_owned));
             let record = ItemRecord::new(item_id, uid, &base, card);
             state::stage_put(&mut out.batch, self.conn.id, &record, cx.record)?;
-            out.in_sync_delta += i64::from(record.in_sync())
-                - i64::from(cx.record.is_some_and(ItemRecord::in_sync));
+            out.in_sync_delta +=
+                i64::from(record.in_sync()) - i64::from(cx.record.is_some_and(ItemRecord::in_sync));
         }
         Ok(out)
     }
