@@ -5,7 +5,14 @@
 //! addressbook-multiget by 100) and then incremental syncs in a loop. Afterwards every client
 //! catches up once and must hold exactly the server's listing (same hrefs and ETags), and the
 //! CRM must hold every provider card at its last revision: no errors, no lost updates.
-//! Prints p50/p99 per request kind and the throughput.
+//! Prints p50/p99 per request kind (initial and incremental sync-collection apart), when the
+//! last client finished its initial sync (from then on every client is in the steady state of
+//! incremental syncs), and the throughput.
+//!
+//! By default every client starts at once (the harshest case: 50 initial syncs of the whole
+//! collection in the same second). `LOAD_RAMP_SECS` spreads the starts evenly over that many
+//! seconds instead, as real clients arrive; the 60 s window (and the count of syncs) starts
+//! with the first client either way.
 //!
 //! Long; run by name: `cargo test --release --test load_carddav -- --ignored --nocapture`
 //! (docs/BENCHMARKS.md, "Load", has the latest numbers).
@@ -60,8 +67,13 @@ fn vcard(i: usize) -> String {
 
 #[derive(Default)]
 struct Lat {
-    sync: Vec<Duration>,
+    /// sync-collection without a token (the whole listing).
+    initial: Vec<Duration>,
+    /// sync-collection with a token.
+    incremental: Vec<Duration>,
     multiget: Vec<Duration>,
+    /// Cards received in multiget answers.
+    cards: u64,
 }
 
 struct Client {
@@ -100,7 +112,11 @@ impl Client {
         let t = Instant::now();
         let sc = SyncCollection::new(self.token.as_deref(), &[names::GETETAG]);
         let (s, body) = self.send(sc.build_request(&self.url).unwrap()).await;
-        lat.sync.push(t.elapsed());
+        if self.token.is_some() {
+            lat.incremental.push(t.elapsed());
+        } else {
+            lat.initial.push(t.elapsed());
+        }
         if s != 207 {
             eprintln!("sync-collection answered {s}");
             return 1;
@@ -125,6 +141,7 @@ impl Client {
             }
             match mg.parse_response(&body) {
                 Ok(r) => {
+                    lat.cards += r.cards.len() as u64;
                     for c in r.cards {
                         self.view
                             .insert(c.href.clone(), c.etag.clone().unwrap_or_default());
@@ -154,6 +171,7 @@ async fn fifty_clients_sync_while_a_provider_sync_writes() {
     let n = env("LOAD_CARDS", 10_000);
     let clients = env("LOAD_CLIENTS", 50);
     let secs = env("LOAD_SECS", 60) as u64;
+    let ramp = env("LOAD_RAMP_SECS", 0) as f64;
 
     let store = Arc::new(MapStore::default());
     let (crm, alice, _) = crm_with_users(store.clone()).await;
@@ -249,11 +267,14 @@ async fn fifty_clients_sync_while_a_provider_sync_writes() {
     };
 
     // The clients.
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for k in 0..clients {
         let url = url.clone();
+        let delay = Duration::from_secs_f64(ramp * k as f64 / clients as f64);
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
             let mut c = Client {
                 http: reqwest::Client::new(),
                 url,
@@ -263,18 +284,22 @@ async fn fifty_clients_sync_while_a_provider_sync_writes() {
             let mut lat = Lat::default();
             let mut errors = 0;
             let mut syncs = 0u64;
+            let mut initial_done = None;
             while Instant::now() < deadline {
                 errors += c.sync(&mut lat).await;
                 syncs += 1;
+                if initial_done.is_none() && c.token.is_some() {
+                    initial_done = Some(start.elapsed());
+                }
             }
-            (c, lat, errors, syncs)
+            (c, lat, errors, syncs, initial_done)
         }));
     }
     let mut results = Vec::new();
     for t in tasks {
         results.push(t.await.unwrap());
     }
-    let elapsed = deadline.elapsed() + Duration::from_secs(secs);
+    let elapsed = start.elapsed();
     stop.store(true, Ordering::SeqCst);
     let book = provider.await.unwrap();
     // A last provider run with everything in place, then every client catches up.
@@ -284,6 +309,7 @@ async fn fifty_clients_sync_while_a_provider_sync_writes() {
     let mut all = Lat::default();
     let mut errors = 0;
     let mut syncs = 0;
+    let mut steady_from: Option<Duration> = Some(Duration::ZERO);
     let mut reference = Client {
         http: reqwest::Client::new(),
         url: url.clone(),
@@ -291,9 +317,15 @@ async fn fifty_clients_sync_while_a_provider_sync_writes() {
         view: BTreeMap::new(),
     };
     errors += reference.sync(&mut Lat::default()).await;
-    for (mut c, lat, e, s) in results {
-        all.sync.extend(lat.sync);
+    for (mut c, lat, e, s, initial_done) in results {
+        all.initial.extend(lat.initial);
+        all.incremental.extend(lat.incremental);
         all.multiget.extend(lat.multiget);
+        all.cards += lat.cards;
+        steady_from = match (steady_from, initial_done) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
         errors += e;
         syncs += s;
         errors += c.sync(&mut Lat::default()).await;
@@ -326,20 +358,29 @@ async fn fifty_clients_sync_while_a_provider_sync_writes() {
             "provider person {i}"
         );
     }
-    let reqs = (all.sync.len() + all.multiget.len()) as f64;
-    let cards_fetched: usize = n * clients; // at least the initial syncs
+    let reqs = (all.initial.len() + all.incremental.len() + all.multiget.len()) as f64;
+    let secs_run = elapsed.as_secs_f64();
     eprintln!(
-        "LOAD: {clients} clients, {n} persons, {:.0} s: {syncs} syncs, {} sync-collection \
-         (p50 {:?}, p99 {:?}), {} multiget (p50 {:?}, p99 {:?}), {:.1} req/s, {} provider runs \
-         wrote {} persons ({} edits rounds), errors {errors}, >= {cards_fetched} cards served",
-        elapsed.as_secs_f64(),
-        all.sync.len(),
-        pct(&mut all.sync, 0.5),
-        pct(&mut all.sync, 0.99),
+        "LOAD: {clients} clients (starts spread over {ramp} s), {n} persons, {secs_run:.1} s: \
+         {syncs} syncs; initial sync-collection {} (p50 {:?}, p99 {:?}); incremental \
+         sync-collection {} (p50 {:?}, p99 {:?}); multiget {} (p50 {:?}, p99 {:?}); \
+         every client in incremental syncs from {}; {:.1} req/s, {} cards served ({:.0} \
+         cards/s); {} provider runs wrote {} persons ({} edit rounds); errors {errors}",
+        all.initial.len(),
+        pct(&mut all.initial, 0.5),
+        pct(&mut all.initial, 0.99),
+        all.incremental.len(),
+        pct(&mut all.incremental, 0.5),
+        pct(&mut all.incremental, 0.99),
         all.multiget.len(),
         pct(&mut all.multiget, 0.5),
         pct(&mut all.multiget, 0.99),
-        reqs / elapsed.as_secs_f64(),
+        steady_from
+            .map(|d| format!("{:.1} s", d.as_secs_f64()))
+            .unwrap_or_else(|| "never (a client was still in its initial sync)".into()),
+        reqs / secs_run,
+        all.cards,
+        all.cards as f64 / secs_run,
         provider_runs.load(Ordering::SeqCst),
         revs.len(),
         provider_runs.load(Ordering::SeqCst),

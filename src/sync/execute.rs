@@ -181,6 +181,13 @@ pub async fn run_with(
     let clock: Clock = options.clock.clone().unwrap_or_else(|| Arc::new(Utc::now));
     let started = clock();
     let mut st = stats::load(store, conn.id).await?;
+    // The stored count of linked items is exact when the previous run finished (its end wrote
+    // it); a run that never finished may have committed items it did not count.
+    let counted = st
+        .last_run
+        .as_ref()
+        .is_some_and(|r| r.outcome != Outcome::Running)
+        .then_some(st.total_in_sync);
     st.last_run = Some(RunRecord {
         started,
         ended: None,
@@ -194,7 +201,17 @@ pub async fn run_with(
     let mut engine = match Engine::new(conn, provider, crm, store, options, clock.clone()).await {
         Ok(e) => e,
         Err(e) => {
-            finish(store, conn, started, clock(), RunCounts::default(), Err(&e)).await?;
+            let in_sync = InSync { counted, delta: 0 };
+            finish(
+                store,
+                conn,
+                started,
+                clock(),
+                RunCounts::default(),
+                in_sync,
+                Err(&e),
+            )
+            .await?;
             return Err(e);
         }
     };
@@ -215,10 +232,22 @@ pub async fn run_with(
         started,
         summary.ended,
         summary.counts,
+        InSync {
+            counted,
+            delta: engine.in_sync_delta,
+        },
         result.as_ref().map(|_| ()),
     )
     .await?;
     result.map(|()| summary)
+}
+
+/// How a run's end learns the connection's count of linked items.
+struct InSync {
+    /// The count before the run, when it can be trusted.
+    counted: Option<u64>,
+    /// Linked items the run's committed batches added (or removed, negative).
+    delta: i64,
 }
 
 async fn finish(
@@ -227,6 +256,7 @@ async fn finish(
     started: DateTime<Utc>,
     ended: DateTime<Utc>,
     counts: RunCounts,
+    in_sync: InSync,
     result: Result<(), &SyncError>,
 ) -> Result<(), StoreError> {
     let outcome = match result {
@@ -238,11 +268,17 @@ async fn finish(
             message: e.to_string(),
         },
     };
-    let in_sync = state::all_items(store, conn.id)
-        .await?
-        .iter()
-        .filter(|i| i.remote.is_some() && i.person.is_some())
-        .count() as u64;
+    // O(changes): the count before the run plus what the run committed. Only when that count
+    // cannot be trusted (first run, or the previous one never finished) are the items counted
+    // again, which costs O(items).
+    let in_sync = match in_sync.counted {
+        Some(before) => before.saturating_add_signed(in_sync.delta),
+        None => state::all_items(store, conn.id)
+            .await?
+            .iter()
+            .filter(|i| i.in_sync())
+            .count() as u64,
+    };
     let mut st = stats::load(store, conn.id).await?;
     st.add_run(
         RunRecord {
@@ -314,6 +350,8 @@ struct Open {
     conflicts: Vec<ConflictRecord>,
     counts: RunCounts,
     rules: Vec<Rule>,
+    /// Linked items added (removed, negative) by the open batch.
+    in_sync_delta: i64,
 }
 
 /// The outcome of one applied plan, to add to the open page.
@@ -324,6 +362,8 @@ struct Applied {
     persons: BTreeSet<PersonId>,
     conflicts: Vec<ConflictRecord>,
     counts: RunCounts,
+    /// Linked items added (removed, negative) by the batch.
+    in_sync_delta: i64,
 }
 
 struct Engine<'a> {
@@ -345,6 +385,8 @@ struct Engine<'a> {
     pages: u64,
     items: u64,
     full_listing: bool,
+    /// Linked items added (removed, negative) by the batches committed so far.
+    in_sync_delta: i64,
     /// The pending pushes earlier runs left (read once, when a card first needs a link).
     leftover_pushes: tokio::sync::OnceCell<Vec<state::PendingPush>>,
 }
@@ -382,6 +424,7 @@ impl<'a> Engine<'a> {
             pages: 0,
             items: 0,
             full_listing: false,
+            in_sync_delta: 0,
             leftover_pushes: tokio::sync::OnceCell::new(),
         })
     }
@@ -428,6 +471,7 @@ impl<'a> Engine<'a> {
             self.store.commit(open.batch).await?;
         }
         drop(open.staged);
+        self.in_sync_delta += open.in_sync_delta;
         self.counts += open.counts;
         self.conflicts.extend(open.conflicts);
         for r in open.rules {
@@ -766,6 +810,7 @@ impl<'a> Engine<'a> {
                     }
                     open.conflicts.extend(applied.conflicts);
                     open.counts += applied.counts;
+                    open.in_sync_delta += applied.in_sync_delta;
                     open.rules.push(plan.rule);
                     return Ok(());
                 }
@@ -979,6 +1024,7 @@ impl<'a> Engine<'a> {
         if forget {
             if let Some(old) = cx.record {
                 state::stage_forget(&mut out.batch, self.conn.id, old);
+                out.in_sync_delta -= i64::from(old.in_sync());
             }
         } else if let Some(nb) = new_base {
             let Some(item_id) = item_id else {
@@ -1013,6 +1059,8 @@ impl<'a> Engine<'a> {
             let uid = card.and_then(|c| crate::vcard::uid(c).map(str::to_owned));
             let record = ItemRecord::new(item_id, uid, &base, card);
             state::stage_put(&mut out.batch, self.conn.id, &record, cx.record)?;
+            out.in_sync_delta +=
+                i64::from(record.in_sync()) - i64::from(cx.record.is_some_and(ItemRecord::in_sync));
         }
         Ok(out)
     }

@@ -131,6 +131,12 @@ impl ItemRecord {
     pub fn person_id(&self) -> Option<PersonId> {
         self.person.map(|p| p.person_id)
     }
+
+    /// True when the card and the person are both there and linked (what the connection's
+    /// `total_in_sync` counts).
+    pub fn in_sync(&self) -> bool {
+        self.remote.is_some() && self.person.is_some()
+    }
 }
 
 /// A push made (or about to be made) whose base is not committed yet.

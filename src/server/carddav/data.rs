@@ -370,6 +370,23 @@ impl Data {
             .collect())
     }
 
+    /// The client-chosen names of `pids` in a user's collection (person → name; a person
+    /// without one is left out), one lookup each: O(pids), whatever the collection's size.
+    pub async fn names_of(
+        &self,
+        user: u64,
+        coll: u64,
+        pids: &[PersonId],
+    ) -> Result<HashMap<PersonId, String>, DataError> {
+        let mut out = HashMap::with_capacity(pids.len());
+        for &pid in pids {
+            if let Some(name) = self.chosen_name(user, coll, pid).await? {
+                out.insert(pid, name);
+            }
+        }
+        Ok(out)
+    }
+
     /// Adds a name ↔ person mapping to `batch`.
     pub fn stage_name(&self, batch: &mut Batch, user: u64, coll: u64, name: &str, pid: PersonId) {
         batch.put(

@@ -265,6 +265,8 @@ struct SyncPage {
     truncated: bool,
     /// The token of the answer.
     token: String,
+    /// An initial listing (every member) rather than the changes after a token.
+    listing: bool,
 }
 
 /// A rendered card.
@@ -969,6 +971,7 @@ impl<'a> Cx<'a> {
             removed: Vec::new(),
             truncated,
             token,
+            listing: true,
         };
         self.sync_answer(slug, coll, &sc, want, page).await
     }
@@ -1008,6 +1011,7 @@ impl<'a> Cx<'a> {
             removed: Vec::new(),
             truncated,
             token: pos.token(),
+            listing: false,
         };
         for pid in order {
             match fin.get(&pid).copied().flatten() {
@@ -1030,7 +1034,20 @@ impl<'a> Cx<'a> {
         page: SyncPage,
     ) -> HandlerResult {
         let request_uri = paths::collection(self.login(), slug);
-        let names_map = self.data().names_in(self.user.id, coll).await?;
+        // A listing names every member: one scan of the collection's names. The changes after a
+        // token name only their persons: one lookup each, so that an incremental sync costs
+        // O(changes) and not O(collection) (docs/BENCHMARKS.md, "Scaling").
+        let names_map = if page.listing {
+            self.data().names_in(self.user.id, coll).await?
+        } else {
+            let pids: Vec<PersonId> = page
+                .changed
+                .iter()
+                .map(|(pid, _)| *pid)
+                .chain(page.removed.iter().copied())
+                .collect();
+            self.data().names_of(self.user.id, coll, &pids).await?
+        };
         let href_of = |pid: PersonId| {
             let name = names_map
                 .get(&pid)
