@@ -80,9 +80,9 @@ pub fn parse_status_line(line: &str) -> Result<StatusCode, XmlError> {
 }
 
 impl Multistatus {
-    /// Client half: parses a `DAV:multistatus` body.
+    /// Client half: parses a `DAV:multistatus` body, bounded by [`xml::Limits::response`].
     pub fn parse(body: &[u8]) -> Result<Self, XmlError> {
-        Self::from_element(&xml::parse(body)?)
+        Self::from_element(&xml::parse_with(body, &xml::Limits::response())?)
     }
 
     /// Reads an already parsed `DAV:multistatus` element.
@@ -394,5 +394,27 @@ mod tests {
             Multistatus::parse(br#"<d:error xmlns:d="DAV:"/>"#),
             Err(XmlError::UnexpectedRoot { .. })
         ));
+    }
+
+    /// Regression: a listing over the 10 MiB request bound (~47,000 members) was refused, so
+    /// a big address book could never be pulled. Answers get their own, larger bound.
+    #[test]
+    fn an_answer_over_the_request_bound_parses_up_to_the_response_bound() {
+        let member = r#"<d:response><d:href>/book/a-card-with-a-long-enough-name.vcf</d:href><d:propstat><d:prop><d:getetag>"0123456789abcdef"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>"#;
+        let n = xml::Limits::DEFAULT_MAX_BYTES / member.len() + 1_000;
+        let mut body = String::from(r#"<d:multistatus xmlns:d="DAV:">"#);
+        for _ in 0..n {
+            body.push_str(member);
+        }
+        body.push_str("</d:multistatus>");
+        assert!(body.len() > xml::Limits::DEFAULT_MAX_BYTES);
+        assert_eq!(
+            Multistatus::parse(body.as_bytes()).unwrap().responses.len(),
+            n
+        );
+        assert!(
+            xml::parse(body.as_bytes()).is_err(),
+            "requests keep the 10 MiB bound"
+        );
     }
 }

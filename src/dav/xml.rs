@@ -116,10 +116,22 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Default body limit: 10 MiB.
+    /// Default body limit: 10 MiB (request bodies the server half parses).
     pub const DEFAULT_MAX_BYTES: usize = 10 * 1024 * 1024;
     /// Default nesting limit: 64 levels.
     pub const DEFAULT_MAX_DEPTH: usize = 64;
+    /// Body limit for a `DAV:multistatus` answer the client half parses: 256 MiB. A listing of
+    /// 100,000 members is ~22 MB and a multiget of 100 cards with photos can pass 10 MiB, so
+    /// the request bound would make big address books unreadable.
+    pub const RESPONSE_MAX_BYTES: usize = 256 * 1024 * 1024;
+
+    /// The bounds for a server's answer: [`Self::RESPONSE_MAX_BYTES`], the default depth.
+    pub fn response() -> Self {
+        Self {
+            max_bytes: Self::RESPONSE_MAX_BYTES,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Limits {

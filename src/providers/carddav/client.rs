@@ -39,7 +39,7 @@ pub const SCHEME_BEARER: &str = "Bearer";
 /// How many redirects one request follows (RFC 9110 §15.4 leaves the bound to the client).
 pub const MAX_REDIRECTS: usize = 5;
 /// Largest response body read into memory.
-pub const MAX_BODY: usize = 256 * 1024 * 1024;
+pub const MAX_BODY: usize = crate::dav::xml::Limits::RESPONSE_MAX_BYTES;
 
 /// The credentials of a connection.
 #[derive(Clone, PartialEq, Eq)]
