@@ -194,18 +194,19 @@ impl Page<'_> {
             .unwrap();
     }
 
-    /// The values of a `<select>`'s options.
+    /// The values of a `<select>`'s options, read in one script: the page may re-render the
+    /// options between a lookup and a read of each (regression: a stale element reference
+    /// failed the test while the dropdown was being filled).
     async fn options(&self, css: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for o in self
+        let v = self
             .c
-            .find_all(Locator::Css(&format!("{css} option")))
+            .execute(
+                "return Array.from(document.querySelectorAll(arguments[0])).map(o => o.value);",
+                vec![json!(format!("{css} option"))],
+            )
             .await
-            .unwrap()
-        {
-            out.push(o.attr("value").await.unwrap().unwrap_or_default());
-        }
-        out
+            .unwrap();
+        serde_json::from_value(v).unwrap()
     }
 
     /// Saves the whole page (the window grown to its height) as `<name>.png`.
