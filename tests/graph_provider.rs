@@ -803,3 +803,28 @@ async fn a_created_contact_gets_its_photo() {
         fake.contact(&w.id).unwrap()["@odata.etag"].as_str()
     );
 }
+
+/// Regression: a photo GET refused with a 4xx (here 403 `ErrorAccessDenied` for one contact)
+/// failed the whole pull, so every later run stopped at the same contact. The contact now
+/// comes without its photo and the others with theirs.
+#[tokio::test]
+async fn an_unreadable_photo_leaves_the_contact_without_it_and_the_sync_goes_on() {
+    let (fake, p) = setup(10).await;
+    let ids = fake.seed(FOLDER, 0, 3);
+    fake.set_photo(&ids[0], "image/jpeg", PHOTO_JPG);
+    fake.set_photo(&ids[1], "image/jpeg", PHOTO_JPG);
+    fake.deny_photo(&ids[1]);
+    let pages = pull_all(&p, None).await;
+    let got = items(&pages);
+    assert_eq!(got.len(), 3);
+    for it in &got {
+        let expected = (it.id == ids[0]).then(|| ("image/jpeg".to_string(), PHOTO_JPG.to_vec()));
+        assert_eq!(photo_of(&it.card), expected, "{}", it.id);
+    }
+    let denied = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_photo() && r.status == 403)
+        .count();
+    assert_eq!(denied, 1, "one request, not retried");
+}

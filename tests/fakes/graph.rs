@@ -40,6 +40,7 @@ const FIX_400_EMAILS: &str = include_str!("../../fixtures/graph/error-400-too-ma
 const FIX_404: &str = include_str!("../../fixtures/graph/error-404-item.json");
 const FIX_404_PHOTO: &str = include_str!("../../fixtures/graph/error-404-photo.json");
 const FIX_400_PHOTO_TYPE: &str = include_str!("../../fixtures/graph/error-400-photo-type.json");
+const FIX_403_PHOTO: &str = include_str!("../../fixtures/graph/error-403-photo.json");
 /// Graph's documented limit for a photo upload (profilePhoto update: 4 MB).
 pub const MAX_PHOTO_UPLOAD: usize = 4 * 1024 * 1024;
 const FIX_DELTA_PAGE: &str = include_str!("../../fixtures/graph/delta-page.json");
@@ -172,6 +173,8 @@ struct Inner {
     max_in_flight: usize,
     requests: Vec<Recorded>,
     identity: Identity,
+    /// Contacts whose photo GET is answered 403 (`ErrorAccessDenied`).
+    denied_photos: HashSet<String>,
 }
 
 /// The fake; dropping it stops the server.
@@ -292,6 +295,11 @@ impl FakeGraph {
     pub fn set_photo(&self, id: &str, media_type: &str, bytes: &[u8]) {
         let mut g = self.lock();
         g.set_photo(id, Some((media_type.into(), bytes.to_vec())));
+    }
+
+    /// Answers 403 `ErrorAccessDenied` to every GET of this contact's photo.
+    pub fn deny_photo(&self, id: &str) {
+        self.lock().denied_photos.insert(id.to_string());
     }
 
     /// The contact's photo (media type, bytes), if it has one.
@@ -798,6 +806,9 @@ fn route(
         (Method::GET, ["v1.0", "me", "contactFolders", _, "contacts", id, "photo", "$value"])
         | (Method::GET, ["v1.0", "me", "contacts", id, "photo", "$value"]) => {
             let fid = folder_of(&segs);
+            if g.denied_photos.contains(*id) {
+                return err(StatusCode::FORBIDDEN, FIX_403_PHOTO);
+            }
             match g
                 .contacts
                 .get(*id)

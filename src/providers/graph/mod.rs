@@ -213,8 +213,10 @@ impl GraphProvider {
         )
     }
 
-    /// The contact's photo as an inline `PHOTO` entry; `None` when it has none (404) or when
-    /// it is larger than we accept (a warning names the contact; the card goes on without it).
+    /// The contact's photo as an inline `PHOTO` entry; `None` when it has none (404), when
+    /// it is larger than we accept, or when Graph refuses to serve it with a 4xx (a warning
+    /// names the contact; the card goes on without it, so one unreadable photo never stops
+    /// the sync). Throttling and server errors, once the retries are spent, fail the page.
     async fn read_photo(
         &self,
         folder: &str,
@@ -228,7 +230,12 @@ impl GraphProvider {
             return Ok(None);
         }
         if !resp.status.is_success() {
-            return Err(resp.into_error());
+            let e = resp.into_error();
+            if e.is_transient() {
+                return Err(e);
+            }
+            tracing::warn!(contact = id, error = %e, "Graph contact photo unreadable; left off the card");
+            return Ok(None);
         }
         let content_type = resp.content_type().map(str::to_string);
         match inline_entry(resp.body.to_vec(), content_type.as_deref()) {
