@@ -40,8 +40,8 @@ pub struct Profile {
     /// Hrefs per `addressbook-multiget`.
     pub multiget_batch: usize,
     /// `addressbook-multiget` requests in flight at once: the next one is out while we parse
-    /// the previous answer. More only pays against a server with several workers (against
-    /// Xandikos, 4 was slower than 2 or 1: docs/BENCHMARKS.md).
+    /// the previous answer. More can only pay against a server with several workers (against
+    /// Xandikos, 1, 2 and 4 took the same time: docs/BENCHMARKS.md).
     pub multiget_concurrency: usize,
 }
 

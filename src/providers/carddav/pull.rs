@@ -337,8 +337,8 @@ async fn pull_etags(
 /// Fetches `ids` with `addressbook-multiget` in batches, the profile's
 /// `multiget_concurrency` requests in flight: the next batches' requests are out while the
 /// previous answer is parsed and its cards normalized, so the server's work and ours overlap
-/// instead of adding up. Hrefs the server answers 404 or leaves out are tried once with GET, then reported
-/// invalid. Order follows `ids`.
+/// instead of adding up. Hrefs the server answers 404 or leaves out are tried once with GET,
+/// then reported invalid. Order follows `ids`.
 async fn fetch_cards(
     p: &CarddavProvider,
     book: &Url,
