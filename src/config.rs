@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use url::Url;
 
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -579,65 +578,6 @@ fn is_private_v4(v4: Ipv4Addr) -> bool {
         || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments 192.0.0.0/24
 }
 
-/// Checks the scheme and, for an IP-literal host (or `localhost`), the address. Host names
-/// are checked after resolution by [`check_url_resolved`].
-pub fn check_url(url: &Url, allow_private: bool) -> Result<(), UrlPolicyError> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(UrlPolicyError::Scheme(url.scheme().to_string()));
-    }
-    let host = url.host().ok_or(UrlPolicyError::NoHost)?;
-    if allow_private {
-        return Ok(());
-    }
-    let addr = match host {
-        url::Host::Ipv4(a) => IpAddr::V4(a),
-        url::Host::Ipv6(a) => IpAddr::V6(a),
-        url::Host::Domain(d) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            if d == "localhost" || d.ends_with(".localhost") {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            } else {
-                return Ok(());
-            }
-        }
-    };
-    if is_private(addr) {
-        return Err(UrlPolicyError::Private {
-            host: host.to_string(),
-            addr,
-        });
-    }
-    Ok(())
-}
-
-/// [`check_url`], then resolves a host name and refuses it when ANY of its addresses is
-/// private (so a name cannot smuggle a private address in among public ones).
-pub async fn check_url_resolved(url: &Url, allow_private: bool) -> Result<(), UrlPolicyError> {
-    check_url(url, allow_private)?;
-    if allow_private {
-        return Ok(());
-    }
-    let Some(url::Host::Domain(d)) = url.host() else {
-        return Ok(());
-    };
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs = tokio::net::lookup_host((d, port))
-        .await
-        .map_err(|e| UrlPolicyError::Resolve {
-            host: d.to_string(),
-            reason: e.to_string(),
-        })?;
-    for a in addrs {
-        if is_private(a.ip()) {
-            return Err(UrlPolicyError::Private {
-                host: d.to_string(),
-                addr: a.ip(),
-            });
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -792,49 +732,6 @@ mod tests {
         assert!(e.to_string().contains(ENV_STORE), "{e}");
         let e = Config::from_toml("store = \"mysql\"\n").unwrap_err();
         assert!(e.contains("store"), "{e}");
-    }
-
-    #[test]
-    fn private_network_policy() {
-        for u in [
-            "http://127.0.0.1:5232/",
-            "http://localhost/",
-            "https://10.1.2.3/",
-            "https://192.168.0.1/",
-            "https://172.16.0.1/",
-            "https://169.254.169.254/latest/meta-data",
-            "https://[::1]/",
-            "https://[fe80::1]/",
-            "https://[fd00::1]/",
-            "https://[::ffff:127.0.0.1]/",
-            "https://100.64.0.1/",
-            "https://0.0.0.0/",
-        ] {
-            let url = Url::parse(u).unwrap();
-            assert!(
-                matches!(check_url(&url, false), Err(UrlPolicyError::Private { .. })),
-                "{u}"
-            );
-            assert!(check_url(&url, true).is_ok(), "{u}");
-        }
-        for u in [
-            "https://93.184.216.34/",
-            "https://contacts.example.com/dav/",
-        ] {
-            assert!(check_url(&Url::parse(u).unwrap(), false).is_ok(), "{u}");
-        }
-        assert!(matches!(
-            check_url(&Url::parse("file:///etc/passwd").unwrap(), true),
-            Err(UrlPolicyError::Scheme(_))
-        ));
-        let e = check_url(&Url::parse("http://127.0.0.1/").unwrap(), false).unwrap_err();
-        assert!(e.to_string().contains("allow_private_networks"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn resolved_names_are_checked_too() {
-        let url = Url::parse("http://localhost.:8080/").unwrap();
-        assert!(check_url_resolved(&url, false).await.is_err());
     }
 
     #[test]

@@ -444,6 +444,56 @@ mod tests {
     }
 
     #[test]
+    fn private_network_policy_per_allow_private_networks() {
+        let strict = NetworkPolicy::from_config(false);
+        let open = NetworkPolicy::from_config(true);
+        for u in [
+            "http://127.0.0.1:5232/",
+            "http://localhost/",
+            "https://10.1.2.3/",
+            "https://192.168.0.1/",
+            "https://172.16.0.1/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/",
+            "https://[fe80::1]/",
+            "https://[fd00::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://100.64.0.1/",
+            "https://0.0.0.0/",
+        ] {
+            let url = Url::parse(u).unwrap();
+            assert!(
+                matches!(strict.check_url(&url), Err(UrlPolicyError::Private { .. })),
+                "{u}"
+            );
+            assert!(open.check_url(&url).is_ok(), "{u}");
+        }
+        for u in [
+            "https://93.184.216.34/",
+            "https://contacts.example.com/dav/",
+        ] {
+            assert!(strict.check_url(&Url::parse(u).unwrap()).is_ok(), "{u}");
+        }
+        assert!(matches!(
+            open.check_url(&Url::parse("file:///etc/passwd").unwrap()),
+            Err(UrlPolicyError::Scheme(_))
+        ));
+        let e = strict
+            .check_url(&Url::parse("http://127.0.0.1/").unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("allow_private_networks"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn resolved_names_are_checked_too() {
+        let url = Url::parse("http://localhost.:8080/").unwrap();
+        assert!(NetworkPolicy::from_config(false)
+            .check_url_resolved(&url)
+            .await
+            .is_err());
+    }
+
+    #[test]
     fn network_policy_checks_literals_and_screens_resolved_names() {
         let u = |s: &str| Url::parse(s).unwrap();
         let strict = NetworkPolicy::from_config(false);

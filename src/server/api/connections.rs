@@ -20,10 +20,10 @@ use url::Url;
 use super::auth::Caller;
 use super::error::{ApiError, Body};
 use super::{ok, ok_with, ApiState};
-use crate::config::check_url_resolved;
 use crate::crm::mapping::preview;
 use crate::crm::visibility::{allowed_visibilities, check_allowed};
 use crate::crm::{MappingConfig, Visibility};
+use crate::providers::http::NetworkPolicy;
 use crate::providers::{Provider, ProviderKind, RemoteChange};
 use crate::scheduler::{JobOutcome, RunId};
 use crate::service::connections::{
@@ -155,7 +155,8 @@ async fn check_server_url(core: &Core, raw: &str) -> Result<String, ApiError> {
             "give an absolute URL like https://dav.example.com/",
         )
     })?;
-    check_url_resolved(&url, core.allow_private_networks)
+    NetworkPolicy::from_config(core.allow_private_networks)
+        .check_url_resolved(&url)
         .await
         .map_err(|e| {
             ApiError::unprocessable(
