@@ -3,6 +3,8 @@
 //! and a fake that truncates every `sync-collection` answer (no change may be lost).
 #![allow(clippy::unwrap_used)]
 
+#[path = "fakes/dav_common.rs"]
+mod dav_common;
 #[path = "fakes/icloud.rs"]
 mod icloud;
 #[path = "fakes/truncating.rs"]

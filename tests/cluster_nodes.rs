@@ -19,6 +19,8 @@
 
 #[path = "fakes/books.rs"]
 mod books;
+#[path = "fakes/dav_common.rs"]
+mod dav_common;
 mod pg_support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -10,6 +10,8 @@
 //! side; [`FakeBooks::delay`] slows every answer down (a provider's latency).
 #![allow(dead_code, clippy::unwrap_used)]
 
+use crate::dav_common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,6 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cardbridge::dav::error::{render_error_body, Precondition};
 use cardbridge::dav::multiget::AddressbookMultiget;
 use cardbridge::dav::multistatus::{Multistatus, Response as DavResp};
 use cardbridge::dav::names;
@@ -246,7 +247,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                         "3.0",
                     )]))
                 } else if *q == names::SYNC_TOKEN {
-                    Some(prop::text(q, format!("tok-{seq}")))
+                    Some(prop::text(q, dav_common::token(seq)))
                 } else if *q == names::GETCTAG {
                     Some(prop::text(q, seq.to_string()))
                 } else if *q == names::CURRENT_USER_PRIVILEGE_SET {
@@ -286,18 +287,8 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         }
         ("REPORT", "book/") => match (kind, sync) {
             (Kind::Sync, Some(sc)) => {
-                let since = match &sc.sync_token {
-                    None => 0,
-                    Some(t) => match t.strip_prefix("tok-").and_then(|n| n.parse::<u64>().ok()) {
-                        Some(s) if s <= book.seq => s,
-                        _ => {
-                            return (
-                                StatusCode::FORBIDDEN,
-                                render_error_body(&Precondition::ValidSyncToken),
-                            )
-                                .into_response()
-                        }
-                    },
+                let Some(since) = dav_common::since(sc.sync_token.as_deref(), book.seq) else {
+                    return dav_common::invalid_token();
                 };
                 let changed = book
                     .last_change
@@ -318,31 +309,14 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                     changed,
                     &[],
                     false,
-                    &format!("tok-{}", book.seq),
+                    &dav_common::token(book.seq),
                 ))
             }
             (Kind::Multiget, _) => {
                 let Ok(mg) = AddressbookMultiget::parse_request(&body) else {
                     return status(StatusCode::BAD_REQUEST);
                 };
-                let responses = mg
-                    .hrefs
-                    .iter()
-                    .map(|h| {
-                        let name = h.rsplit('/').next().unwrap_or("");
-                        match book.cards.get(name) {
-                            Some((etag, text)) => mg.respond_found(h, text, |q| {
-                                (*q == names::GETETAG).then(|| prop::text(q, etag.clone()))
-                            }),
-                            None => AddressbookMultiget::respond_missing(h),
-                        }
-                    })
-                    .collect();
-                ms(Multistatus {
-                    responses,
-                    sync_token: None,
-                    description: None,
-                })
+                ms(dav_common::multiget(&mg, &book.cards))
             }
             // No group cards in these books.
             (Kind::Query, _) => ms(Multistatus {

@@ -7,6 +7,8 @@
 //! `addressbook-query`. Every request is recorded with whether it carried credentials.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use crate::dav_common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -366,24 +368,7 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
                 let Ok(mg) = AddressbookMultiget::parse_request(&body) else {
                     return status(StatusCode::BAD_REQUEST);
                 };
-                let responses = mg
-                    .hrefs
-                    .iter()
-                    .map(|h| {
-                        let name = h.rsplit('/').next().unwrap_or("");
-                        match book.cards.get(name) {
-                            Some((etag, text)) => mg.respond_found(h, text, |q| {
-                                (*q == names::GETETAG).then(|| prop::text(q, etag.clone()))
-                            }),
-                            None => AddressbookMultiget::respond_missing(h),
-                        }
-                    })
-                    .collect();
-                ms_response(Multistatus {
-                    responses,
-                    sync_token: None,
-                    description: None,
-                })
+                ms_response(dav_common::multiget(&mg, &book.cards))
             } else if root.is(&names::ADDRESSBOOK_QUERY) {
                 let Ok(q) = AddressbookQuery::parse_request(&body) else {
                     return status(StatusCode::BAD_REQUEST);

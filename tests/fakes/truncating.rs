@@ -5,6 +5,8 @@
 //! the last reported one. No auth; PROPFIND, sync-collection, multiget, GET.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use crate::dav_common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,6 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cardbridge::dav::error::{render_error_body, Precondition};
 use cardbridge::dav::multiget::AddressbookMultiget;
 use cardbridge::dav::multistatus::{Multistatus, Response as DavResp};
 use cardbridge::dav::names;
@@ -133,7 +134,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                 if *q == names::RESOURCETYPE {
                     Some(ResourceType::addressbook().to_element())
                 } else if *q == names::SYNC_TOKEN {
-                    Some(prop::text(q, format!("tok-{seq}")))
+                    Some(prop::text(q, dav_common::token(seq)))
                 } else {
                     None
                 }
@@ -151,18 +152,8 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             if root.is(&names::SYNC_COLLECTION) {
                 g.sync_requests += 1;
                 let sc = SyncCollection::parse_request(depth, &body).unwrap();
-                let since = match &sc.sync_token {
-                    None => 0,
-                    Some(t) => match t.strip_prefix("tok-").and_then(|n| n.parse::<u64>().ok()) {
-                        Some(n) if n <= g.seq => n,
-                        _ => {
-                            return (
-                                StatusCode::FORBIDDEN,
-                                render_error_body(&Precondition::ValidSyncToken),
-                            )
-                                .into_response()
-                        }
-                    },
+                let Some(since) = dav_common::since(sc.sync_token.as_deref(), g.seq) else {
+                    return dav_common::invalid_token();
                 };
                 let mut pending: Vec<(u64, &String)> = g
                     .last_change
@@ -200,28 +191,11 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
                     changed,
                     &removed,
                     truncated,
-                    &format!("tok-{new_seq}"),
+                    &dav_common::token(new_seq),
                 ))
             } else if root.is(&names::ADDRESSBOOK_MULTIGET) {
                 let mg = AddressbookMultiget::parse_request(&body).unwrap();
-                let responses = mg
-                    .hrefs
-                    .iter()
-                    .map(|h| {
-                        let name = h.rsplit('/').next().unwrap_or("");
-                        match g.cards.get(name) {
-                            Some((etag, text)) => mg.respond_found(h, text, |q| {
-                                (*q == names::GETETAG).then(|| prop::text(q, etag.clone()))
-                            }),
-                            None => AddressbookMultiget::respond_missing(h),
-                        }
-                    })
-                    .collect();
-                ms(Multistatus {
-                    responses,
-                    sync_token: None,
-                    description: None,
-                })
+                ms(dav_common::multiget(&mg, &g.cards))
             } else {
                 StatusCode::FORBIDDEN.into_response()
             }
