@@ -130,21 +130,7 @@ struct Dav {
 
 impl Dav {
     async fn send(&self, req: http::Request<String>) -> (u16, Vec<u8>) {
-        let (parts, body) = req.into_parts();
-        let mut rb = self
-            .client
-            .request(
-                reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap(),
-                parts.uri.to_string(),
-            )
-            .body(body)
-            .header("Authorization", &self.auth);
-        for (k, v) in &parts.headers {
-            rb = rb.header(k.as_str(), v.to_str().unwrap());
-        }
-        let r = rb.send().await.unwrap();
-        let s = r.status().as_u16();
-        (s, r.bytes().await.unwrap().to_vec())
+        serve::send(&self.client, Some(&self.auth), req).await
     }
 
     /// sync-collection with `token`, then multigets by 100 of what it reports; returns

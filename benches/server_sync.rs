@@ -59,22 +59,7 @@ struct Target {
 }
 
 async fn send(client: &reqwest::Client, t: &Target, req: http::Request<String>) -> (u16, Vec<u8>) {
-    let (parts, body) = req.into_parts();
-    let mut rb = client
-        .request(
-            reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap(),
-            parts.uri.to_string(),
-        )
-        .body(body);
-    for (k, v) in &parts.headers {
-        rb = rb.header(k.as_str(), v.to_str().unwrap());
-    }
-    if let Some(a) = &t.auth {
-        rb = rb.header("Authorization", a);
-    }
-    let r = rb.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.bytes().await.unwrap().to_vec())
+    serve::send(client, t.auth.as_deref(), req).await
 }
 
 /// One initial sync; returns (elapsed, cards fetched, token).

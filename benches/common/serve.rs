@@ -27,6 +27,31 @@ pub fn basic(user: &str, pw: &str) -> String {
     )
 }
 
+/// Sends one of the DAV layer's requests (`http::Request`, as its `build_request`s make them)
+/// with `auth` as its `Authorization`; the status and the body.
+pub async fn send(
+    client: &reqwest::Client,
+    auth: Option<&str>,
+    req: http::Request<String>,
+) -> (u16, Vec<u8>) {
+    let (parts, body) = req.into_parts();
+    let mut rb = client
+        .request(
+            reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap(),
+            parts.uri.to_string(),
+        )
+        .body(body);
+    for (k, v) in &parts.headers {
+        rb = rb.header(k.as_str(), v.to_str().unwrap());
+    }
+    if let Some(a) = auth {
+        rb = rb.header("Authorization", a);
+    }
+    let r = rb.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.bytes().await.unwrap().to_vec())
+}
+
 /// Starts `cardbridge serve` on `data` and waits until it listens.
 pub fn serve(data: &std::path::Path, log: &std::path::Path) -> (support::ChildGuard, u16) {
     let port = support::free_port();
