@@ -593,15 +593,17 @@ pub(crate) fn by_pref<'a>(card: &'a VCard, name: &VCardProperty) -> Vec<&'a VCar
     v
 }
 
+/// The entry's first text value as it is (a structured value joined with commas).
+fn raw_text(entry: &VCardEntry) -> Option<String> {
+    entry.values.iter().find_map(|v| match v {
+        VCardValue::Text(t) => Some(t.clone()),
+        VCardValue::Component(c) => Some(c.join(",")),
+        _ => None,
+    })
+}
+
 pub(crate) fn first_text(entry: &VCardEntry) -> Option<String> {
-    entry
-        .values
-        .iter()
-        .find_map(|v| match v {
-            VCardValue::Text(t) => Some(t.clone()),
-            VCardValue::Component(c) => Some(c.join(",")),
-            _ => None,
-        })
+    raw_text(entry)
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
 }
@@ -610,15 +612,7 @@ pub(crate) fn first_text(entry: &VCardEntry) -> Option<String> {
 /// trimming only on writing made a note with edge whitespace read back changed, found by the
 /// `graph_contact_mapping` fuzz target); `None` when it is empty or only whitespace.
 pub(crate) fn note_text(entry: &VCardEntry) -> Option<String> {
-    entry
-        .values
-        .iter()
-        .find_map(|v| match v {
-            VCardValue::Text(t) => Some(t.clone()),
-            VCardValue::Component(c) => Some(c.join(",")),
-            _ => None,
-        })
-        .filter(|s| !s.trim().is_empty())
+    raw_text(entry).filter(|s| !s.trim().is_empty())
 }
 
 /// The `idx`th component of a structured value, "" when missing.
